@@ -1,0 +1,1 @@
+"""The gateway: Delinkcious's public REST API (``/v1``), designed by hand for people."""

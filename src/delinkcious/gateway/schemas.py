@@ -1,0 +1,69 @@
+"""Request and response bodies of the public API. Strict: a wrong type or an unknown field
+is a 422, never silently coerced or dropped."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RegisterIn(_Strict):
+    username: StrictStr
+    email: StrictStr
+    password: StrictStr
+
+
+class UserOut(BaseModel):
+    username: str
+    email: str
+
+
+class LoginIn(_Strict):
+    username: StrictStr
+    password: StrictStr
+
+
+class SessionOut(BaseModel):
+    access_token: str
+
+
+class AddLinkIn(_Strict):
+    url: StrictStr
+    title: StrictStr
+    description: StrictStr = ""
+    tags: list[StrictStr] = []
+
+
+class UpdateLinkIn(_Strict):
+    url: StrictStr
+    title: StrictStr | None = None
+    description: StrictStr | None = None
+    add_tags: list[StrictStr] = []
+    remove_tags: list[StrictStr] = []
+
+
+class LinkOut(BaseModel):
+    url: str
+    title: str
+    description: str
+    tags: list[str]
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class LinksPage(BaseModel):
+    links: list[LinkOut]
+    next_page_token: str | None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,1 @@
+"""The links service: a user's saved links, their tags and check status."""

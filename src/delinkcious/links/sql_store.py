@@ -1,0 +1,190 @@
+"""``SqlLinkStore``: the links port on SQLAlchemy Core (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from delinkcious.links.store import Cursor, StoredLink
+from delinkcious.links.tables import link_owners, link_tags, links
+from delinkcious.model.errors import AlreadyExists, LimitExceeded
+from delinkcious.model.links import Link, LinkStatus
+
+_PAGE_COLUMNS = (
+    links.c.id,
+    links.c.url,
+    links.c.title,
+    links.c.description,
+    links.c.tags,
+    links.c.status,
+    links.c.created_at,
+    links.c.updated_at,
+)
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands datetimes back naive; every value we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _to_link(row: Any) -> Link:
+    return Link(
+        url=row.url,
+        title=row.title,
+        description=row.description,
+        tags=frozenset(row.tags),
+        status=LinkStatus(row.status),
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _row_values(link: Link) -> dict[str, Any]:
+    return {
+        "title": link.title,
+        "description": link.description,
+        "tags": sorted(link.tags),
+        "status": link.status.value,
+        "updated_at": link.updated_at,
+    }
+
+
+class SqlLinkStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, username: str, link: Link, max_links: int) -> None:
+        async with self._engine.begin() as conn:
+            if not await self._take_slot(conn, username, max_links):
+                raise LimitExceeded(
+                    f"a user can keep at most {max_links} links", code="link_limit_reached"
+                )
+            try:
+                result = await conn.execute(
+                    insert(links).values(
+                        username=username,
+                        url=link.url,
+                        url_hash=url_hash(link.url),
+                        created_at=link.created_at,
+                        **_row_values(link),
+                    )
+                )
+            except IntegrityError:
+                raise AlreadyExists(
+                    f"a link with url {link.url!r} is already saved", code="link_exists"
+                ) from None
+            link_id = result.inserted_primary_key[0]
+            await self._write_tags(conn, username, link_id, link.tags)
+
+    async def _take_slot(self, conn: AsyncConnection, username: str, max_links: int) -> bool:
+        """Count the new link against the cap atomically: two racing adds cannot both pass."""
+        taken = await conn.execute(
+            update(link_owners)
+            .where(link_owners.c.username == username, link_owners.c.link_count < max_links)
+            .values(link_count=link_owners.c.link_count + 1)
+        )
+        if taken.rowcount:
+            return True
+        exists = await conn.scalar(
+            select(link_owners.c.username).where(link_owners.c.username == username)
+        )
+        if exists is not None or max_links < 1:
+            return False
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(link_owners).values(username=username, link_count=1))
+        except IntegrityError:  # a concurrent first add created the row: count against it
+            return await self._take_slot(conn, username, max_links)
+        return True
+
+    @staticmethod
+    async def _write_tags(
+        conn: AsyncConnection, username: str, link_id: int, tags: Sequence[str] | frozenset[str]
+    ) -> None:
+        if tags:
+            await conn.execute(
+                insert(link_tags),
+                [{"link_id": link_id, "tag": tag, "username": username} for tag in tags],
+            )
+
+    async def get(self, username: str, url: str) -> Link | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(*_PAGE_COLUMNS).where(
+                        links.c.username == username, links.c.url_hash == url_hash(url)
+                    )
+                )
+            ).first()
+        return _to_link(row) if row is not None else None
+
+    async def replace(self, username: str, expected_updated_at: dt.datetime, link: Link) -> bool:
+        async with self._engine.begin() as conn:
+            link_id = await conn.scalar(
+                update(links)
+                .where(
+                    links.c.username == username,
+                    links.c.url_hash == url_hash(link.url),
+                    links.c.updated_at == expected_updated_at,
+                )
+                .values(**_row_values(link))
+                .returning(links.c.id)
+            )
+            if link_id is None:
+                return False
+            await conn.execute(delete(link_tags).where(link_tags.c.link_id == link_id))
+            await self._write_tags(conn, username, link_id, link.tags)
+            return True
+
+    async def delete(self, username: str, url: str) -> bool:
+        async with self._engine.begin() as conn:
+            link_id = await conn.scalar(
+                delete(links)
+                .where(links.c.username == username, links.c.url_hash == url_hash(url))
+                .returning(links.c.id)
+            )
+            if link_id is None:
+                return False
+            await conn.execute(
+                update(link_owners)
+                .where(link_owners.c.username == username)
+                .values(link_count=link_owners.c.link_count - 1)
+            )
+            return True
+
+    async def page(
+        self, username: str, tag: str | None, after: Cursor | None, limit: int
+    ) -> list[StoredLink]:
+        query = select(*_PAGE_COLUMNS).where(links.c.username == username)
+        if tag is not None:
+            query = query.where(
+                links.c.id.in_(
+                    select(link_tags.c.link_id).where(
+                        link_tags.c.username == username, link_tags.c.tag == tag
+                    )
+                )
+            )
+        if after is not None:
+            query = query.where(
+                or_(
+                    links.c.created_at < after.created_at,
+                    and_(links.c.created_at == after.created_at, links.c.id < after.id),
+                )
+            )
+        query = query.order_by(links.c.created_at.desc(), links.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoredLink(cursor=Cursor(_utc(row.created_at), row.id), link=_to_link(row))
+            for row in rows
+        ]

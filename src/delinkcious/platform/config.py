@@ -1,0 +1,42 @@
+"""Settings from ``DELINKCIOUS_*`` environment variables (and command-line overrides).
+
+Secrets are ``SecretStr``: they print as ``**********`` in any log or traceback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DELINKCIOUS_", extra="ignore")
+
+    data_dir: Path = Path(".delinkcious")
+    links_database_url: str | None = None
+    users_database_url: str | None = None
+    max_links_per_user: int = Field(1000, ge=1)
+    session_ttl_seconds: int = Field(30 * 86_400, ge=60)
+    session_cache_seconds: float = Field(5.0, ge=0, le=60)
+    page_token_ttl_seconds: int = Field(86_400, ge=60)
+    # Signs page tokens. Every replica of the links service must share it; when unset,
+    # the embedded shape keeps a generated one in the data directory.
+    secret_key: SecretStr | None = None
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+
+    def database_url(self, service: str) -> str:
+        configured = getattr(self, f"{service}_database_url")
+        return configured or f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def page_token_secret(self) -> bytes:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
