@@ -17,6 +17,9 @@ import httpx
 import pytest
 
 BIN = Path(sys.executable).parent / "delinkcious"
+# Test links point at 127.0.0.1:9, where nothing listens: the link checker running inside
+# the server must never send traffic off this machine, not even a DNS query.
+CHECKER_ENV = {"DELINKCIOUS_LINK_CHECKER_ALLOWED_NETWORKS": "127.0.0.1/32"}
 
 
 def free_port() -> int:
@@ -70,7 +73,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("delinkcious")).start()
+    running = Server(tmp_path_factory.mktemp("delinkcious"), env=CHECKER_ENV).start()
     yield running
     running.stop()
 

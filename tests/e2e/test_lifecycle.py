@@ -18,7 +18,7 @@ def test_prints_url_stops_cleanly_and_restart_keeps_data_and_sessions(
     server = Server(tmp_path_factory.mktemp("lifecycle")).start()
     with httpx.Client(base_url=server.url, timeout=10) as api:
         auth = register_and_login(api)
-        add(api, auth, "https://example.com/kept", tags=["t"])
+        add(api, auth, "http://127.0.0.1:9/kept", tags=["t"])
     code, output = server.stop(signal.SIGINT)
     assert code == 0, output
     assert f"running at {server.url}" in output
@@ -27,7 +27,7 @@ def test_prints_url_stops_cleanly_and_restart_keeps_data_and_sessions(
 
     server.start()
     with httpx.Client(base_url=server.url, timeout=10) as api:
-        assert all_pages(api, auth) == ["https://example.com/kept"]
+        assert all_pages(api, auth) == ["http://127.0.0.1:9/kept"]
     code, output = server.stop(signal.SIGTERM)
     assert code == 0, output
     assert "Traceback" not in output
@@ -39,13 +39,13 @@ def test_link_cap_is_configurable(tmp_path_factory: pytest.TempPathFactory) -> N
     try:
         with httpx.Client(base_url=server.url, timeout=10) as api:
             auth = register_and_login(api)
-            assert add(api, auth, "https://example.com/1").status_code == 201
-            assert add(api, auth, "https://example.com/2").status_code == 201
-            third = add(api, auth, "https://example.com/3")
+            assert add(api, auth, "http://127.0.0.1:9/1").status_code == 201
+            assert add(api, auth, "http://127.0.0.1:9/2").status_code == 201
+            third = add(api, auth, "http://127.0.0.1:9/3")
             assert third.status_code == 403
             assert third.json()["error"]["code"] == "link_limit_reached"
-            api.delete("/v1/links", params={"url": "https://example.com/1"}, headers=auth)
-            assert add(api, auth, "https://example.com/3").status_code == 201
+            api.delete("/v1/links", params={"url": "http://127.0.0.1:9/1"}, headers=auth)
+            assert add(api, auth, "http://127.0.0.1:9/3").status_code == 201
     finally:
         server.stop()
 

@@ -27,43 +27,43 @@ def all_pages(api: httpx.Client, auth: dict[str, str], **params: object) -> list
 
 def test_add_returns_the_link_pending(api: httpx.Client, auth: dict[str, str]) -> None:
     response = add(
-        api, auth, "https://example.com/a", title="A", description="d", tags=["x", "y", "x"]
+        api, auth, "http://127.0.0.1:9/a", title="A", description="d", tags=["x", "y", "x"]
     )
     assert response.status_code == 201
     link = response.json()
-    assert link["url"] == "https://example.com/a"
+    assert link["url"] == "http://127.0.0.1:9/a"
     assert (link["title"], link["description"], link["tags"]) == ("A", "d", ["x", "y"])
     assert link["status"] == "pending"
     assert link["created_at"] == link["updated_at"]
 
 
 def test_second_add_of_same_url_is_409(api: httpx.Client, auth: dict[str, str]) -> None:
-    assert add(api, auth, "https://example.com/dup").status_code == 201
-    again = add(api, auth, "https://example.com/dup", title="other")
+    assert add(api, auth, "http://127.0.0.1:9/dup").status_code == 201
+    again = add(api, auth, "http://127.0.0.1:9/dup", title="other")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "link_exists"
-    assert all_pages(api, auth) == ["https://example.com/dup"]
+    assert all_pages(api, auth) == ["http://127.0.0.1:9/dup"]
 
 
 def test_list_is_newest_first_with_default_page_of_ten(
     api: httpx.Client, auth: dict[str, str]
 ) -> None:
     for i in range(12):
-        add(api, auth, f"https://example.com/{i}")
+        add(api, auth, f"http://127.0.0.1:9/{i}")
     page = api.get("/v1/links", headers=auth).json()
     assert [link["url"] for link in page["links"]] == [
-        f"https://example.com/{i}" for i in range(11, 1, -1)
+        f"http://127.0.0.1:9/{i}" for i in range(11, 1, -1)
     ]
     assert page["next_page_token"]
     assert len(api.get("/v1/links", params={"limit": 100}, headers=auth).json()["links"]) == 12
 
 
 def test_update_changes_title_description_and_tags(api: httpx.Client, auth: dict[str, str]) -> None:
-    add(api, auth, "https://example.com/u", title="old", tags=["keep", "drop"])
+    add(api, auth, "http://127.0.0.1:9/u", title="old", tags=["keep", "drop"])
     response = api.put(
         "/v1/links",
         json={
-            "url": "https://example.com/u",
+            "url": "http://127.0.0.1:9/u",
             "title": "new",
             "description": "now described",
             "add_tags": ["added"],
@@ -81,38 +81,38 @@ def test_update_changes_title_description_and_tags(api: httpx.Client, auth: dict
 
 
 def test_delete_then_delete_again(api: httpx.Client, auth: dict[str, str]) -> None:
-    add(api, auth, "https://example.com/d")
-    first = api.delete("/v1/links", params={"url": "https://example.com/d"}, headers=auth)
+    add(api, auth, "http://127.0.0.1:9/d")
+    first = api.delete("/v1/links", params={"url": "http://127.0.0.1:9/d"}, headers=auth)
     assert first.status_code == 204
     assert all_pages(api, auth) == []
-    again = api.delete("/v1/links", params={"url": "https://example.com/d"}, headers=auth)
+    again = api.delete("/v1/links", params={"url": "http://127.0.0.1:9/d"}, headers=auth)
     assert again.status_code == 404
     assert again.json()["error"]["code"] == "link_not_found"
 
 
 def test_a_user_never_reads_or_changes_another_users_links(api: httpx.Client) -> None:
     alice, bob = register_and_login(api), register_and_login(api)
-    add(api, alice, "https://example.com/private", tags=["secret"])
+    add(api, alice, "http://127.0.0.1:9/private", tags=["secret"])
     assert all_pages(api, bob) == []
     assert all_pages(api, bob, tag="secret") == []
     update = api.put(
-        "/v1/links", json={"url": "https://example.com/private", "title": "mine"}, headers=bob
+        "/v1/links", json={"url": "http://127.0.0.1:9/private", "title": "mine"}, headers=bob
     )
     assert update.status_code == 404
-    delete = api.delete("/v1/links", params={"url": "https://example.com/private"}, headers=bob)
+    delete = api.delete("/v1/links", params={"url": "http://127.0.0.1:9/private"}, headers=bob)
     assert delete.status_code == 404
     # Bob may save the same url for himself: it is his own link, Alice's stays as it was.
-    assert add(api, bob, "https://example.com/private", title="bob's").status_code == 201
+    assert add(api, bob, "http://127.0.0.1:9/private", title="bob's").status_code == 201
     alices = api.get("/v1/links", headers=alice).json()["links"]
     assert [(link["title"], link["tags"]) for link in alices] == [
-        ("title of https://example.com/private", ["secret"])
+        ("title of http://127.0.0.1:9/private", ["secret"])
     ]
 
 
 def test_page_token_from_one_user_is_refused_for_another(api: httpx.Client) -> None:
     alice, bob = register_and_login(api), register_and_login(api)
     for i in range(3):
-        add(api, alice, f"https://example.com/{i}")
+        add(api, alice, f"http://127.0.0.1:9/{i}")
     token = api.get("/v1/links", params={"limit": 1}, headers=alice).json()["next_page_token"]
     stolen = api.get("/v1/links", params={"limit": 1, "start_token": token}, headers=bob)
     assert stolen.status_code == 400

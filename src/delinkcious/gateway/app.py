@@ -18,15 +18,20 @@ from delinkcious.gateway.responses import JsonResponse
 from delinkcious.gateway.schemas import (
     AddLinkIn,
     ErrorOut,
+    FollowersOut,
+    FollowIn,
+    FollowingOut,
     LinkOut,
     LinksPage,
     LoginIn,
+    NewsPage,
     RegisterIn,
     SessionOut,
     UpdateLinkIn,
     UserOut,
 )
 from delinkcious.model.errors import InvalidArgument
+from delinkcious.model.events import Event
 from delinkcious.model.links import (
     AddLinkRequest,
     GetLinksRequest,
@@ -35,6 +40,8 @@ from delinkcious.model.links import (
     LinkManager,
     UpdateLinkRequest,
 )
+from delinkcious.model.news import GetNewsRequest, NewsManager
+from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.model.validation import MAX_PAGE_SIZE
 
@@ -56,6 +63,17 @@ def link_json(link: Link) -> dict[str, object]:
     }
 
 
+def news_json(event: Event) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "type": event.type.value,
+        "author": event.author,
+        "url": event.url,
+        "title": event.title,
+        "timestamp": event.time.isoformat(),
+    }
+
+
 def _reject_unknown_params(request: Request, allowed: frozenset[str]) -> None:
     """An unknown parameter is an error, never ignored: a misspelt filter must not vanish."""
     unknown = sorted(set(request.query_params) - allowed)
@@ -67,7 +85,14 @@ def _reject_unknown_params(request: Request, allowed: frozenset[str]) -> None:
         )
 
 
-def create_app(links: LinkManager, users: UserManager, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+def create_app(
+    links: LinkManager,
+    users: UserManager,
+    social: SocialGraphManager,
+    news: NewsManager,
+    *,
+    max_body_bytes: int = 1 << 20,
+) -> FastAPI:
     app = FastAPI(
         title="Delinkcious",
         version=__version__,
@@ -167,5 +192,42 @@ def create_app(links: LinkManager, users: UserManager, *, max_body_bytes: int = 
         _reject_unknown_params(request, frozenset({"url"}))
         await links.delete_link(username, url)
         return Response(status_code=204)
+
+    @app.get("/v1/following", response_model=FollowingOut, tags=["social"])
+    async def get_following(username: CurrentUser) -> JsonResponse:
+        return JsonResponse({"following": await social.get_following(username)})
+
+    @app.post("/v1/following", status_code=201, response_model=FollowingOut, tags=["social"])
+    async def follow(body: FollowIn, username: CurrentUser) -> JsonResponse:
+        await social.follow(body.followed, username)
+        return JsonResponse({"following": await social.get_following(username)}, status_code=201)
+
+    @app.delete("/v1/following", status_code=204, tags=["social"])
+    async def unfollow(request: Request, followed: str, username: CurrentUser) -> Response:
+        _reject_unknown_params(request, frozenset({"followed"}))
+        await social.unfollow(followed, username)
+        return Response(status_code=204)
+
+    @app.get("/v1/followers", response_model=FollowersOut, tags=["social"])
+    async def get_followers(username: CurrentUser) -> JsonResponse:
+        return JsonResponse({"followers": await social.get_followers(username)})
+
+    @app.get("/v1/news", response_model=NewsPage, tags=["news"])
+    async def get_news(
+        request: Request,
+        username: CurrentUser,
+        start_token: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 10,
+    ) -> JsonResponse:
+        _reject_unknown_params(request, frozenset({"start_token", "limit"}))
+        result = await news.get_news(
+            GetNewsRequest(username=username, start_token=start_token, limit=limit)
+        )
+        return JsonResponse(
+            {
+                "events": [news_json(event) for event in result.events],
+                "next_page_token": result.next_page_token,
+            }
+        )
 
     return app

@@ -60,6 +60,32 @@ class LinksPage(BaseModel):
     next_page_token: str | None
 
 
+class FollowIn(_Strict):
+    followed: StrictStr
+
+
+class FollowingOut(BaseModel):
+    following: list[str]
+
+
+class FollowersOut(BaseModel):
+    followers: list[str]
+
+
+class NewsEventOut(BaseModel):
+    id: str
+    type: str
+    author: str
+    url: str
+    title: str
+    timestamp: str
+
+
+class NewsPage(BaseModel):
+    events: list[NewsEventOut]
+    next_page_token: str | None
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

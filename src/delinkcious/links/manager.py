@@ -9,6 +9,7 @@ from delinkcious.links.filtering import compile_filter
 from delinkcious.links.paging import PageTokens
 from delinkcious.links.store import LinkStore, StoredLink
 from delinkcious.model.errors import InvalidArgument, NotFound, Unavailable
+from delinkcious.model.events import Event, EventType
 from delinkcious.model.links import (
     AddLinkRequest,
     GetLinksRequest,
@@ -51,11 +52,13 @@ class LinkService:
         *,
         max_links_per_user: int = 1000,
         clock: Callable[[], dt.datetime] = utcnow,
+        trace_context: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self._store = store
         self._tokens = page_tokens
         self._max_links = max_links_per_user
         self._clock = clock
+        self._trace_context = trace_context
 
     async def get_links(self, request: GetLinksRequest) -> GetLinksResult:
         username = _check_username(request.username)
@@ -97,7 +100,9 @@ class LinkService:
             created_at=now,
             updated_at=now,
         )
-        await self._store.insert(username, link, self._max_links)
+        await self._store.insert(
+            username, link, self._max_links, self._event(EventType.LINK_ADDED, username, link)
+        )
         return link
 
     async def update_link(self, request: UpdateLinkRequest) -> Link:
@@ -124,7 +129,8 @@ class LinkService:
                 created_at=current.created_at,
                 updated_at=max(self._clock(), current.updated_at + _TICK),
             )
-            if await self._store.replace(username, current.updated_at, updated):
+            event = self._event(EventType.LINK_UPDATED, username, updated)
+            if await self._store.replace(username, current.updated_at, updated, event):
                 return updated
         raise Unavailable(
             "the link is being changed concurrently; try again", code="conflict_retry"
@@ -133,5 +139,22 @@ class LinkService:
     async def delete_link(self, username: str, url: str) -> None:
         username = _check_username(username)
         url = check_url(url)
-        if not await self._store.delete(username, url):
+        link = await self._store.get(username, url)
+        deleted = link is not None and await self._store.delete(
+            username, url, self._event(EventType.LINK_DELETED, username, link, self._clock())
+        )
+        if not deleted:
             raise NotFound(f"no link with url {url!r}", code="link_not_found")
+
+    def _event(
+        self, event_type: EventType, username: str, link: Link, time: dt.datetime | None = None
+    ) -> Event:
+        return Event(
+            type=event_type,
+            author=username,
+            url=link.url,
+            title=link.title,
+            tags=tuple(sorted(link.tags)),
+            time=time or link.updated_at,
+            trace=self._trace_context(),
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -12,9 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from delinkcious.links.store import Cursor, StoredLink
-from delinkcious.links.tables import link_owners, link_tags, links
+from delinkcious.links.tables import link_owners, link_tags, links, outbox, processed_events
 from delinkcious.model.errors import AlreadyExists, LimitExceeded
+from delinkcious.model.events import Event
 from delinkcious.model.links import Link, LinkStatus
+from delinkcious.platform.sql_outbox import enqueue
 
 _PAGE_COLUMNS = (
     links.c.id,
@@ -26,6 +28,10 @@ _PAGE_COLUMNS = (
     links.c.created_at,
     links.c.updated_at,
 )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def url_hash(url: str) -> str:
@@ -60,10 +66,16 @@ def _row_values(link: Link) -> dict[str, Any]:
 
 
 class SqlLinkStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    """Writes each change and its event (to the outbox) in one transaction.
 
-    async def insert(self, username: str, link: Link, max_links: int) -> None:
+    ``on_event`` runs after such a commit, to wake the outbox relay at once.
+    """
+
+    def __init__(self, engine: AsyncEngine, on_event: Callable[[], None] = lambda: None) -> None:
+        self._engine = engine
+        self._on_event = on_event
+
+    async def insert(self, username: str, link: Link, max_links: int, event: Event) -> None:
         async with self._engine.begin() as conn:
             if not await self._take_slot(conn, username, max_links):
                 raise LimitExceeded(
@@ -85,6 +97,8 @@ class SqlLinkStore:
                 ) from None
             link_id = result.inserted_primary_key[0]
             await self._write_tags(conn, username, link_id, link.tags)
+            await enqueue(conn, outbox, event)
+        self._on_event()
 
     async def _take_slot(self, conn: AsyncConnection, username: str, max_links: int) -> bool:
         """Count the new link against the cap atomically: two racing adds cannot both pass."""
@@ -128,7 +142,9 @@ class SqlLinkStore:
             ).first()
         return _to_link(row) if row is not None else None
 
-    async def replace(self, username: str, expected_updated_at: dt.datetime, link: Link) -> bool:
+    async def replace(
+        self, username: str, expected_updated_at: dt.datetime, link: Link, event: Event
+    ) -> bool:
         async with self._engine.begin() as conn:
             link_id = await conn.scalar(
                 update(links)
@@ -144,9 +160,11 @@ class SqlLinkStore:
                 return False
             await conn.execute(delete(link_tags).where(link_tags.c.link_id == link_id))
             await self._write_tags(conn, username, link_id, link.tags)
-            return True
+            await enqueue(conn, outbox, event)
+        self._on_event()
+        return True
 
-    async def delete(self, username: str, url: str) -> bool:
+    async def delete(self, username: str, url: str, event: Event) -> bool:
         async with self._engine.begin() as conn:
             link_id = await conn.scalar(
                 delete(links)
@@ -160,7 +178,29 @@ class SqlLinkStore:
                 .where(link_owners.c.username == username)
                 .values(link_count=link_owners.c.link_count - 1)
             )
-            return True
+            await enqueue(conn, outbox, event)
+        self._on_event()
+        return True
+
+    async def set_status(
+        self, username: str, url: str, status: LinkStatus, consumer: str, event_id: str
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(processed_events).values(
+                            consumer=consumer, event_id=event_id, processed_at=_now()
+                        )
+                    )
+            except IntegrityError:  # a redelivery of an event already applied
+                return False
+            result = await conn.execute(
+                update(links)
+                .where(links.c.username == username, links.c.url_hash == url_hash(url))
+                .values(status=status.value)
+            )
+            return bool(result.rowcount)
 
     async def page(
         self, username: str, tag: str | None, after: Cursor | None, limit: int

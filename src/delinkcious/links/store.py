@@ -6,7 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from delinkcious.model.links import Link
+from delinkcious.model.events import Event
+from delinkcious.model.links import Link, LinkStatus
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -28,17 +29,27 @@ class StoredLink:
 
 
 class LinkStore(Protocol):
-    async def insert(self, username: str, link: Link, max_links: int) -> None:
+    """Every change is written together with its event (the outbox), in one transaction."""
+
+    async def insert(self, username: str, link: Link, max_links: int, event: Event) -> None:
         """Store a new link; raise AlreadyExists for a known url, LimitExceeded past max_links."""
         ...
 
     async def get(self, username: str, url: str) -> Link | None: ...
 
-    async def replace(self, username: str, expected_updated_at: dt.datetime, link: Link) -> bool:
+    async def replace(
+        self, username: str, expected_updated_at: dt.datetime, link: Link, event: Event
+    ) -> bool:
         """Overwrite the link with the same url if it is unchanged since read; False otherwise."""
         ...
 
-    async def delete(self, username: str, url: str) -> bool: ...
+    async def delete(self, username: str, url: str, event: Event) -> bool: ...
+
+    async def set_status(
+        self, username: str, url: str, status: LinkStatus, consumer: str, event_id: str
+    ) -> bool:
+        """Apply a check result once: False if the link is gone or the event was applied."""
+        ...
 
     async def page(
         self, username: str, tag: str | None, after: Cursor | None, limit: int

@@ -55,3 +55,23 @@ link_owners = Table(
     Column("username", String(32), primary_key=True),
     Column("link_count", Integer, nullable=False),
 )
+
+# Events written in the same transaction as the change that caused them; the relay
+# publishes them to the bus and deletes them. A broker outage delays events, never loses them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Ids of events a consumer of this service has applied: a redelivery is recognised and skipped.
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)

@@ -26,6 +26,10 @@ class UserManager(Protocol):
         """End that one session; other sessions of the same user stay valid."""
         ...
 
+    async def get_user(self, username: str) -> User:
+        """Return the user (any case of the name), or raise NotFound."""
+        ...
+
     async def resolve_session(self, token: str) -> str:
         """Return the username the live session belongs to, or raise Unauthenticated."""
         ...

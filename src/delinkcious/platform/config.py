@@ -8,8 +8,10 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from delinkcious.link_checker.guard import parse_networks
 
 
 class Settings(BaseSettings):
@@ -18,6 +20,19 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".delinkcious")
     links_database_url: str | None = None
     users_database_url: str | None = None
+    social_graph_database_url: str | None = None
+    # News feeds live in Redis when this is set, else in SQLite (news_database_url).
+    news_redis_url: SecretStr | None = None
+    news_database_url: str | None = None
+    news_feed_cap: int = Field(1000, ge=1)
+    nats_url: SecretStr | None = None
+    # Comma-separated CIDRs the link checker may reach although they are not public.
+    link_checker_allowed_networks: str = ""
+    link_checker_connect_timeout: float = Field(3.0, gt=0)
+    link_checker_total_timeout: float = Field(10.0, gt=0)
+    link_checker_max_concurrency: int = Field(16, ge=1)
+    link_checker_retries: int = Field(2, ge=0)
+    link_checker_backoff_seconds: float = Field(0.5, ge=0)
     max_links_per_user: int = Field(1000, ge=1)
     session_ttl_seconds: int = Field(30 * 86_400, ge=60)
     session_cache_seconds: float = Field(5.0, ge=0, le=60)
@@ -26,6 +41,12 @@ class Settings(BaseSettings):
     # the embedded shape keeps a generated one in the data directory.
     secret_key: SecretStr | None = None
     max_body_bytes: int = Field(1 << 20, ge=1024)
+
+    @field_validator("link_checker_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)  # a bad CIDR fails at start, with the reason
+        return value
 
     def database_url(self, service: str) -> str:
         configured = getattr(self, f"{service}_database_url")

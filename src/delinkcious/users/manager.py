@@ -11,7 +11,7 @@ from collections.abc import Callable
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from delinkcious.model.errors import InvalidArgument, Unauthenticated
+from delinkcious.model.errors import InvalidArgument, NotFound, Unauthenticated
 from delinkcious.model.users import User
 from delinkcious.model.validation import (
     MAX_PASSWORD,
@@ -95,6 +95,16 @@ class UserService:
             token_hash(token), Session(username=canonical, expires_at=now + self._ttl), now
         )
         return token
+
+    async def get_user(self, username: str) -> User:
+        try:
+            canonical = normalize_username(username)
+        except InvalidArgument:
+            canonical = None
+        credentials = await self._store.get_credentials(canonical) if canonical else None
+        if credentials is None:
+            raise NotFound(f"no user named {username!r}", code="user_not_found")
+        return credentials.user
 
     async def logout(self, token: str) -> None:
         if len(token) > _MAX_TOKEN or not await self._store.delete_session(token_hash(token)):

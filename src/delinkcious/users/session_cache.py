@@ -27,6 +27,9 @@ class CachedUserManager:
     async def login(self, username: str, password: str) -> str:
         return await self._inner.login(username, password)
 
+    async def get_user(self, username: str) -> User:
+        return await self._inner.get_user(username)
+
     async def logout(self, token: str) -> None:
         self._entries.pop(token, None)
         await self._inner.logout(token)

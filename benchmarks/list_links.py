@@ -1,0 +1,419 @@
+"""Benchmark authenticated ``GET /v1/links`` on ``delinkcious up`` with ``wrk``.
+
+Starts the embedded system on a free loopback port with a fresh data dir, loads one user
+with 1,000 links, drives ``?limit=10`` and ``?limit=100`` with ``wrk --latency`` and prints
+requests/s, p50/p99 latency, errors, startup time and the server's RSS next to the budget
+in ``DESIGN.md``. It prints figures and never fails on them: a benchmark, not a test.
+
+    .venv/bin/python benchmarks/list_links.py [--duration 10] [--connections 32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+BIN = Path(sys.executable).parent / "delinkcious"
+LINK_COUNT = 1000
+LOAD_CONCURRENCY = 16
+WARMUP_SECONDS = 2
+STARTUP_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+PAGE_SIZES = (10, 100)
+
+BUDGET_STARTUP_S = 2.0
+BUDGET_RPS_LIMIT_10 = 1600.0
+BUDGET_RSS_MIB = 135.0
+
+USERNAME = "bench"
+PASSWORD = "correct horse battery staple"
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not run (not a figure over budget)."""
+
+
+@dataclass
+class Server:
+    """A running ``delinkcious up`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    startup_s: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+@dataclass
+class WrkResult:
+    """The figures parsed from one ``wrk --latency`` run."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass
+class Memory:
+    """Resident set of a process, in MiB: current (VmRSS) and peak (VmHWM)."""
+
+    rss_mib: float
+    hwm_mib: float
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+
+def require_wrk() -> str:
+    """Return the path of ``wrk``, or exit 1 with the way to install it."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(
+            "error: `wrk` is not installed; install it with `sudo apt-get install wrk`.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    return wrk
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def local_client(base_url: str = "", token: str | None = None) -> httpx.Client:
+    """A client that never goes through a proxy (all traffic stays on 127.0.0.1)."""
+    headers = {"Access-Token": token} if token else None
+    return httpx.Client(base_url=base_url, headers=headers, trust_env=False, timeout=10)
+
+
+def wait_healthy(server: Server, started: float) -> float:
+    """Poll ``/healthz`` until it answers 200; return seconds since ``started``."""
+    deadline = started + STARTUP_TIMEOUT_SECONDS
+    with local_client() as client:
+        while time.perf_counter() < deadline:
+            if server.process.poll() is not None:
+                raise BenchmarkError("delinkcious up exited before it was healthy")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    return time.perf_counter() - started
+            time.sleep(0.01)
+    raise BenchmarkError(f"delinkcious up was not healthy within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+
+
+def stop(server: Server) -> None:
+    """Ctrl-C the server like a person would; kill it if it does not stop in time."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            print("server ignored SIGINT; killing it", file=sys.stderr)
+            server.process.kill()
+            server.process.wait()
+    code = server.process.returncode
+    print(f"server stopped (exit code {code})")
+    if code != 0:
+        tail = server.log.read_text(errors="replace")[-4000:]
+        print(f"server output (last 4000 characters):\n{tail}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def running_server(workdir: Path) -> Iterator[Server]:
+    """Spawn ``delinkcious up`` on a free port, wait until healthy, always stop it."""
+    port = free_port()
+    log = workdir / "server.log"
+    command = [str(BIN), "up", "--port", str(port), "--data-dir", str(workdir / "data")]
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the server ourselves
+        )
+    server = Server(process=process, port=port, log=log)
+    try:
+        server.startup_s = wait_healthy(server, started)
+        yield server
+    finally:
+        stop(server)
+
+
+def memory(pid: int) -> Memory:
+    """Read VmRSS and VmHWM (peak resident set) from ``/proc/<pid>/status``."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024  # kB -> MiB
+    return Memory(rss_mib=fields["VmRSS"], hwm_mib=fields["VmHWM"])
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def login(base_url: str) -> str:
+    """Register the benchmark user and return a session token."""
+    with local_client(base_url) as client:
+        account = {"username": USERNAME, "email": f"{USERNAME}@example.com", "password": PASSWORD}
+        client.post("/v1/users", json=account).raise_for_status()
+        session = client.post("/v1/sessions", json={"username": USERNAME, "password": PASSWORD})
+        session.raise_for_status()
+        return str(session.json()["access_token"])
+
+
+def link_body(i: int) -> dict[str, object]:
+    """The i-th benchmark link: a title, a description and three tags."""
+    return {
+        "url": f"https://example.com/articles/{i:04d}",
+        "title": f"Article {i}: notes on building microservices",
+        "description": f"Benchmark link number {i}, saved to measure the links listing path.",
+        "tags": [f"topic{i % 10}", f"series{i % 7}", "bench"],
+    }
+
+
+async def load_links(base_url: str, token: str, count: int) -> None:
+    """Save ``count`` links, ``LOAD_CONCURRENCY`` requests in flight at a time."""
+    gate = asyncio.Semaphore(LOAD_CONCURRENCY)
+    limits = httpx.Limits(max_connections=LOAD_CONCURRENCY)
+    headers = {"Access-Token": token}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, trust_env=False, timeout=30
+    ) as client:
+
+        async def add(i: int) -> None:
+            async with gate:
+                response = await client.post("/v1/links", json=link_body(i))
+            if response.status_code != 201:
+                raise BenchmarkError(f"adding link {i}: {response.status_code} {response.text}")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(count):
+                    group.create_task(add(i))
+        except ExceptionGroup as failed:  # report the first failure, not a group of them
+            raise failed.exceptions[0] from None
+
+
+def check_page(base_url: str, token: str, limit: int) -> int:
+    """Make sure the page wrk will hit is a 200 with ``limit`` links; return its size."""
+    with local_client(base_url, token) as client:
+        response = client.get("/v1/links", params={"limit": limit})
+    response.raise_for_status()
+    got = len(response.json()["links"])
+    if got != limit:
+        raise BenchmarkError(f"GET /v1/links?limit={limit} returned {got} links")
+    return len(response.content)
+
+
+# --- wrk ------------------------------------------------------------------------------------
+
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_PERCENTILE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def write_lua(path: Path, token: str) -> Path:
+    """A wrk script that authenticates every request (keeps the token out of ``ps``)."""
+    path.write_text(f'wrk.headers["Access-Token"] = "{token}"\n')
+    return path
+
+
+def run_wrk(wrk: str, url: str, lua: Path, args: argparse.Namespace, seconds: int) -> str:
+    """Run ``wrk --latency`` for ``seconds`` and return its output."""
+    command = [
+        wrk, "--latency", "-t", str(args.threads), "-c", str(args.connections),
+        "-d", f"{seconds}s", "-s", str(lua), url,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    if done.returncode != 0:
+        raise BenchmarkError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Pull requests/s, p50/p99 (in ms), request count and error counts out of wrk's text."""
+    percentiles = {
+        float(p): float(value) * _TO_MS[unit] for p, value, unit in _PERCENTILE.findall(output)
+    }
+    rps = _RPS.search(output)
+    requests = _REQUESTS.search(output)
+    if rps is None or requests is None or not {50.0, 99.0} <= percentiles.keys():
+        raise BenchmarkError(f"cannot parse wrk output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    sockets = _SOCKET.search(output)
+    return WrkResult(
+        requests_per_s=float(rps.group(1)),
+        p50_ms=percentiles[50.0],
+        p99_ms=percentiles[99.0],
+        requests=int(requests.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(map(int, sockets.groups())) if sockets else 0,
+    )
+
+
+def bench_page(
+    wrk: str, server: Server, lua: Path, args: argparse.Namespace, limit: int
+) -> WrkResult:
+    """Warm up, then measure one page size."""
+    url = f"{server.url}/v1/links?limit={limit}"
+    print(f"  limit={limit}: warm-up {WARMUP_SECONDS} s, then {args.duration} s ...", flush=True)
+    run_wrk(wrk, url, lua, args, WARMUP_SECONDS)
+    return parse_wrk(run_wrk(wrk, url, lua, args, args.duration))
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def verdict(ok: bool, bad: str) -> str:
+    return "ok" if ok else bad
+
+
+def print_table(results: dict[int, WrkResult]) -> None:
+    """One row per page size."""
+    print()
+    print(
+        f"{'endpoint':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+        f"{'requests':>11}{'non-2xx':>9}{'sock err':>10}"
+    )
+    for limit, r in results.items():
+        print(
+            f"{'GET /v1/links?limit=' + str(limit):<26}{r.requests_per_s:>10.1f}"
+            f"{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>11}{r.non_2xx:>9}"
+            f"{r.socket_errors:>10}"
+        )
+    for limit, r in results.items():
+        if r.non_2xx:
+            print(
+                f"\n!!! limit={limit}: {r.non_2xx} responses were not 2xx/3xx -- "
+                "its req/s and latency figures are INVALID !!!"
+            )
+        if r.socket_errors:
+            print(f"\n!!! limit={limit}: {r.socket_errors} socket errors (see wrk output) !!!")
+
+
+def print_budget(startup_s: float, rps_10: float, mem: Memory) -> None:
+    """Each budgeted figure next to its budget; never fails."""
+    rows = [
+        ("startup", f"{startup_s:.2f} s", f"< {BUDGET_STARTUP_S:.0f} s",
+         verdict(startup_s < BUDGET_STARTUP_S, "over")),
+        ("req/s, limit=10", f"{rps_10:.1f}", f">= {BUDGET_RPS_LIMIT_10:.0f}",
+         verdict(rps_10 >= BUDGET_RPS_LIMIT_10, "under")),
+        ("peak RSS (VmHWM)", f"{mem.hwm_mib:.1f} MiB", f"<= {BUDGET_RSS_MIB:.0f} MiB",
+         verdict(mem.hwm_mib <= BUDGET_RSS_MIB, "over")),
+        ("current RSS (VmRSS)", f"{mem.rss_mib:.1f} MiB", f"<= {BUDGET_RSS_MIB:.0f} MiB",
+         verdict(mem.rss_mib <= BUDGET_RSS_MIB, "over")),
+    ]  # fmt: skip
+    print("\nbudget (DESIGN.md)")
+    for name, value, budget, mark in rows:
+        print(f"  {name:<22}{value:>12}   {budget:<12}{mark}")
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    args = parser.parse_args(argv)
+    if min(args.duration, args.connections, args.threads) < 1:
+        parser.error("--duration, --connections and --threads must be at least 1")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads")
+    return args
+
+
+def benchmark(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
+    """Start the server, load the data, measure, report."""
+    with running_server(workdir) as server:
+        idle = memory(server.process.pid)
+        print(
+            f"startup: {server.startup_s:.2f} s (spawn to /healthz 200), RSS {idle.rss_mib:.1f} MiB"
+        )
+
+        started = time.perf_counter()
+        token = login(server.url)
+        asyncio.run(load_links(server.url, token, LINK_COUNT))
+        took = time.perf_counter() - started
+        loaded = memory(server.process.pid)
+        print(
+            f"loaded 1 user + {LINK_COUNT} links in {took:.1f} s "
+            f"({LOAD_CONCURRENCY} in flight), RSS {loaded.rss_mib:.1f} MiB, "
+            f"peak {loaded.hwm_mib:.1f} MiB"
+        )
+        for limit in PAGE_SIZES:
+            size = check_page(server.url, token, limit)
+            print(f"  GET /v1/links?limit={limit}: {limit} links, {size} bytes")
+
+        lua = write_lua(workdir / "auth.lua", token)
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s against {server.url}")
+        results = {limit: bench_page(wrk, server, lua, args, limit) for limit in PAGE_SIZES}
+        mem = memory(server.process.pid)
+
+        print_table(results)
+        print_budget(server.startup_s, results[10].requests_per_s, mem)
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    """Treat SIGTERM as Ctrl-C (asyncio then cancels cleanly too), so the same clean-up runs."""
+    signal.raise_signal(signal.SIGINT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = require_wrk()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    signal.signal(signal.SIGTERM, _terminate)
+    print(
+        f"delinkcious list_links benchmark: Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="delinkcious-bench-"))
+    try:
+        benchmark(args, wrk, workdir)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (BenchmarkError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

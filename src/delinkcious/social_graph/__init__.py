@@ -1,0 +1,1 @@
+"""The social graph service: who follows whom."""

@@ -1,0 +1,146 @@
+"""CachedUserManager: resolve_session answers without the inner manager, briefly."""
+
+from __future__ import annotations
+
+import types
+from collections import Counter
+
+import pytest
+from argon2 import PasswordHasher
+
+from delinkcious.model import Unauthenticated, User, UserManager
+from delinkcious.users import session_cache
+from delinkcious.users.manager import UserService
+from delinkcious.users.session_cache import CachedUserManager
+
+PASSWORD = "correct horse battery"
+
+
+class CountingUserManager:
+    """A UserManager that counts the calls reaching it."""
+
+    def __init__(self, inner: UserManager) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def register(self, username: str, email: str, password: str) -> User:
+        self.calls["register"] += 1
+        return await self.inner.register(username, email, password)
+
+    async def login(self, username: str, password: str) -> str:
+        self.calls["login"] += 1
+        return await self.inner.login(username, password)
+
+    async def logout(self, token: str) -> None:
+        self.calls["logout"] += 1
+        await self.inner.logout(token)
+
+    async def resolve_session(self, token: str) -> str:
+        self.calls["resolve_session"] += 1
+        return await self.inner.resolve_session(token)
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def monotonic(monkeypatch) -> FakeMonotonic:
+    fake = FakeMonotonic()
+    # Only the cache's view of time moves; the event loop keeps the real clock.
+    monkeypatch.setattr(session_cache, "time", types.SimpleNamespace(monotonic=fake))
+    return fake
+
+
+@pytest.fixture
+def inner(user_store, clock) -> CountingUserManager:
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    return CountingUserManager(UserService(user_store, hasher=hasher, clock=clock))
+
+
+@pytest.fixture
+def cached(inner, monotonic) -> CachedUserManager:
+    return CachedUserManager(inner, ttl=5.0, max_entries=3)
+
+
+@pytest.fixture
+async def token(cached: CachedUserManager) -> str:
+    await cached.register("alice", "alice@example.com", PASSWORD)
+    return await cached.login("alice", PASSWORD)
+
+
+async def test_cached_user_manager_is_a_user_manager(cached) -> None:
+    assert isinstance(cached, UserManager)
+
+
+async def test_register_and_login_pass_through(cached, inner, token) -> None:
+    assert inner.calls["register"] == 1
+    assert inner.calls["login"] == 1
+    assert await inner.inner.resolve_session(token) == "alice"
+
+
+async def test_resolve_session_is_cached(cached, inner, token) -> None:
+    for _ in range(5):
+        assert await cached.resolve_session(token) == "alice"
+    assert inner.calls["resolve_session"] == 1
+
+
+async def test_logout_invalidates_the_cached_entry_at_once(cached, inner, token) -> None:
+    assert await cached.resolve_session(token) == "alice"
+    other = await cached.login("alice", PASSWORD)
+    assert await cached.resolve_session(other) == "alice"
+    await cached.logout(token)
+    with pytest.raises(Unauthenticated):
+        await cached.resolve_session(token)
+    assert inner.calls["logout"] == 1
+    # The other session stays valid, and cached.
+    calls = inner.calls["resolve_session"]
+    assert await cached.resolve_session(other) == "alice"
+    assert inner.calls["resolve_session"] == calls
+
+
+async def test_entries_expire_after_the_ttl(cached, inner, monotonic, token) -> None:
+    assert await cached.resolve_session(token) == "alice"
+    monotonic.now += 4.9
+    assert await cached.resolve_session(token) == "alice"
+    assert inner.calls["resolve_session"] == 1
+    monotonic.now += 0.2
+    assert await cached.resolve_session(token) == "alice"
+    assert inner.calls["resolve_session"] == 2
+
+
+async def test_a_revocation_elsewhere_is_seen_after_the_ttl(cached, inner, monotonic, token):
+    assert await cached.resolve_session(token) == "alice"
+    await inner.logout(token)  # another replica's logout: this cache does not hear of it
+    assert await cached.resolve_session(token) == "alice"
+    monotonic.now += 5.1
+    with pytest.raises(Unauthenticated):
+        await cached.resolve_session(token)
+
+
+async def test_failures_are_not_cached(cached, inner) -> None:
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            await cached.resolve_session("unknown")
+    assert inner.calls["resolve_session"] == 3
+
+
+async def test_the_cache_is_bounded(cached, inner, monotonic, token) -> None:
+    tokens = [token] + [await cached.login("alice", PASSWORD) for _ in range(3)]
+    for each in tokens:
+        assert await cached.resolve_session(each) == "alice"
+    assert inner.calls["resolve_session"] == 4
+    # The oldest entry was evicted and needs the inner manager again; the newest did not.
+    await cached.resolve_session(tokens[-1])
+    assert inner.calls["resolve_session"] == 4
+    await cached.resolve_session(tokens[0])
+    assert inner.calls["resolve_session"] == 5
+
+
+async def test_logout_of_an_unknown_token_is_unauthenticated(cached) -> None:
+    with pytest.raises(Unauthenticated):
+        await cached.logout("unknown")
