@@ -191,7 +191,7 @@ def login(base_url: str) -> str:
 def link_body(i: int) -> dict[str, object]:
     """The i-th benchmark link: a title, a description and three tags."""
     return {
-        "url": f"https://example.com/articles/{i:04d}",
+        "url": f"http://127.0.0.1:9/articles/{i:04d}",  # the checker must not leave this host
         "title": f"Article {i}: notes on building microservices",
         "description": f"Benchmark link number {i}, saved to measure the links listing path.",
         "tags": [f"topic{i % 10}", f"series{i % 7}", "bench"],

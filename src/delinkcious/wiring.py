@@ -36,6 +36,7 @@ from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
+from delinkcious.platform.nats_bus import NatsBus
 from delinkcious.platform.outbox import OutboxRelay
 from delinkcious.platform.sql_outbox import SqlOutbox
 from delinkcious.platform.trace_context import current_trace_context
@@ -60,6 +61,7 @@ async def build_links(
     engine = await migrated_engine(stack, settings, "links")
     relay = OutboxRelay(SqlOutbox(engine, outbox), bus)
     store = SqlLinkStore(engine, on_event=relay.kick)
+    stack.callback(store.close)
     relay.start()
     stack.push_async_callback(relay.stop)
     service = LinkService(
@@ -141,17 +143,32 @@ async def subscribe_consumers(
     await bus.subscribe("links", statuses.types, statuses.handle)
 
 
+async def build_bus(stack: AsyncExitStack, settings: Settings) -> Bus:
+    """NATS JetStream when ``DELINKCIOUS_NATS_URL`` is set, else the in-process bus."""
+    bus: Bus
+    if settings.nats_url is not None:
+        bus = await NatsBus.connect(settings.nats_url.get_secret_value())
+    else:
+        bus = MemoryBus()
+    stack.push_async_callback(bus.close)
+    return bus
+
+
 @dataclass
 class EmbeddedSystem:
     app: FastAPI
+    bus: Bus
 
 
 @asynccontextmanager
 async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
-    """Every service in this process, on SQLite files and the in-process bus."""
+    """Every service in this one process, on the backends the settings name.
+
+    By default that is SQLite files and the in-process bus; PostgreSQL, Redis and NATS
+    when their URLs are set. Shutdown runs in reverse: the relay stops before the bus.
+    """
     async with AsyncExitStack() as stack:
-        bus = MemoryBus()
-        stack.push_async_callback(bus.close)
+        bus = await build_bus(stack, settings)
         users = CachedUserManager(
             await build_users(stack, settings), ttl=settings.session_cache_seconds
         )
@@ -167,4 +184,4 @@ async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
             links, users, social, build_news(settings, news_store),
             max_body_bytes=settings.max_body_bytes,
         )
-        yield EmbeddedSystem(app=app)
+        yield EmbeddedSystem(app=app, bus=bus)

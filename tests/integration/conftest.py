@@ -9,50 +9,24 @@ code works on both.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from delinkcious.links.tables import link_owners, link_tags, links
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
 from delinkcious.users.tables import sessions, users
+from tests.support.postgres import fresh_databases
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERVICES = {"links": "delinkcious.links", "users": "delinkcious.users"}
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def postgres_url() -> str:
-    return os.environ.get("DELINKCIOUS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
-
-
-def _asyncpg_dsn(url: str) -> str:
-    """asyncpg wants a plain ``postgresql://`` DSN, without a SQLAlchemy driver suffix."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _maintenance_connection(url: str) -> asyncpg.Connection:
-    where = make_url(url)
-    try:
-        return await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {where.host or 'localhost'}:{where.port or 5432} is not reachable "
-            f"({type(exc).__name__}: {exc}): run `make test`, which starts it, or point "
-            "DELINKCIOUS_TEST_POSTGRES_URL at a server",
-            pytrace=False,
-        )
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -69,27 +43,8 @@ async def database_urls(
         directory: Path = tmp_path_factory.mktemp("sqlite")
         yield {service: f"sqlite:///{directory / f'{service}.db'}" for service in SERVICES}
         return
-    url = postgres_url()
-    suffix = f"{os.getpid()}_{secrets.token_hex(4)}"
-    names = {service: f"delinkcious_test_{service}_{suffix}" for service in SERVICES}
-    connection = await _maintenance_connection(url)
-    try:
-        for name in names.values():
-            await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield {
-            service: make_url(url).set(database=name).render_as_string(hide_password=False)
-            for service, name in names.items()
-        }
-    finally:
-        connection = await _maintenance_connection(url)
-        try:
-            for name in names.values():
-                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with fresh_databases(SERVICES) as urls:
+        yield urls
 
 
 async def _migrated_engine(url: str, service: str) -> AsyncEngine:
@@ -146,21 +101,8 @@ async def fresh_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    url = postgres_url()
-    name = f"delinkcious_test_fresh_{os.getpid()}_{secrets.token_hex(4)}"
-    connection = await _maintenance_connection(url)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        connection = await _maintenance_connection(url)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with fresh_databases(["fresh"]) as urls:
+        yield urls["fresh"]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@ is a 422, never silently coerced or dropped."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from delinkcious.model.validation import MAX_PAGE_SIZE
 
 
 class _Strict(BaseModel):
@@ -43,6 +45,30 @@ class UpdateLinkIn(_Strict):
     description: StrictStr | None = None
     add_tags: list[StrictStr] = []
     remove_tags: list[StrictStr] = []
+
+
+class LinksQuery(BaseModel):
+    url_regex: str | None = Field(None, description="RE2, unanchored search in the url")
+    title_regex: str | None = Field(None, description="RE2, unanchored search in the title")
+    description_regex: str | None = Field(
+        None, description="RE2, unanchored search in the description"
+    )
+    tag: str | None = Field(None, description="exact tag")
+    start_token: str | None = Field(None, description="next_page_token of the previous page")
+    limit: int = Field(10, ge=1, le=MAX_PAGE_SIZE, description="page size")
+
+
+class NewsQuery(BaseModel):
+    start_token: str | None = Field(None, description="next_page_token of the previous page")
+    limit: int = Field(10, ge=1, le=MAX_PAGE_SIZE, description="page size")
+
+
+class UrlQuery(BaseModel):
+    url: str
+
+
+class FollowedQuery(BaseModel):
+    followed: str
 
 
 class LinkOut(BaseModel):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+import orjson
+from sqlalchemy import Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,6 +19,7 @@ from delinkcious.model.errors import AlreadyExists, LimitExceeded
 from delinkcious.model.events import Event
 from delinkcious.model.links import Link, LinkStatus
 from delinkcious.platform.sql_outbox import enqueue
+from delinkcious.platform.sqlite_reader import SqliteReader
 
 _PAGE_COLUMNS = (
     links.c.id,
@@ -74,6 +77,12 @@ class SqlLinkStore:
     def __init__(self, engine: AsyncEngine, on_event: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
         self._on_event = on_event
+        database = engine.url.database
+        self._reader = (
+            SqliteReader(database)
+            if engine.dialect.name == "sqlite" and database and database != ":memory:"
+            else None
+        )
 
     async def insert(self, username: str, link: Link, max_links: int, event: Event) -> None:
         async with self._engine.begin() as conn:
@@ -205,26 +214,74 @@ class SqlLinkStore:
     async def page(
         self, username: str, tag: str | None, after: Cursor | None, limit: int
     ) -> list[StoredLink]:
-        query = select(*_PAGE_COLUMNS).where(links.c.username == username)
-        if tag is not None:
-            query = query.where(
-                links.c.id.in_(
-                    select(link_tags.c.link_id).where(
-                        link_tags.c.username == username, link_tags.c.tag == tag
-                    )
-                )
-            )
+        query = _page_query(tag is not None, after is not None)
+        params: dict[str, Any] = {"username": username, "tag": tag, "limit": limit}
+        if self._reader is not None:
+            if after is not None:
+                params["after_time"] = _sqlite_time(after.created_at)
+                params["after_id"] = after.id
+            rows = self._reader.fetch(query, query, params)
+            return [_stored_from_sqlite(row) for row in rows]
         if after is not None:
-            query = query.where(
-                or_(
-                    links.c.created_at < after.created_at,
-                    and_(links.c.created_at == after.created_at, links.c.id < after.id),
-                )
-            )
-        query = query.order_by(links.c.created_at.desc(), links.c.id.desc()).limit(limit)
+            params["after_time"] = after.created_at
+            params["after_id"] = after.id
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            result = await conn.execute(query, params)
+            rows = result.all()
         return [
             StoredLink(cursor=Cursor(_utc(row.created_at), row.id), link=_to_link(row))
             for row in rows
         ]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
+@functools.cache
+def _page_query(with_tag: bool, with_after: bool) -> Select[Any]:
+    """The page query, built once per shape; values are bound at execution."""
+    query = select(*_PAGE_COLUMNS).where(links.c.username == bindparam("username"))
+    if with_tag:
+        query = query.where(
+            links.c.id.in_(
+                select(link_tags.c.link_id).where(
+                    link_tags.c.username == bindparam("username"),
+                    link_tags.c.tag == bindparam("tag"),
+                )
+            )
+        )
+    if with_after:
+        after_time = bindparam("after_time", type_=links.c.created_at.type)
+        query = query.where(
+            or_(
+                links.c.created_at < after_time,
+                and_(links.c.created_at == after_time, links.c.id < bindparam("after_id")),
+            )
+        )
+    return query.order_by(links.c.created_at.desc(), links.c.id.desc()).limit(
+        bindparam("limit")
+    )
+
+
+_STATUSES = {status.value: status for status in LinkStatus}
+
+
+def _sqlite_time(value: dt.datetime) -> str:
+    """The text SQLAlchemy stores for a UTC datetime in SQLite."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _stored_from_sqlite(row: tuple[Any, ...]) -> StoredLink:
+    link_id, url, title, description, tags, status, created_at, updated_at = row
+    created = dt.datetime.fromisoformat(created_at + "+00:00")
+    link = Link(
+        url=url,
+        title=title,
+        description=description,
+        tags=frozenset(orjson.loads(tags)),
+        status=_STATUSES[status],
+        created_at=created,
+        updated_at=dt.datetime.fromisoformat(updated_at + "+00:00"),
+    )
+    return StoredLink(cursor=Cursor(created, link_id), link=link)

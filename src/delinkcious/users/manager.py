@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,6 +22,8 @@ from delinkcious.model.validation import (
 )
 from delinkcious.users.store import Session, UserStore
 
+HASH_CONCURRENCY = 2
+T = TypeVar("T")
 # A session token is 32 random bytes, url-safe base64: 43 characters.
 _MAX_TOKEN = 128
 
@@ -55,10 +58,18 @@ class UserService:
     ) -> None:
         self._store = store
         self._ttl = session_ttl
-        self._hasher = hasher or PasswordHasher()
+        # OWASP's argon2id settings (19 MiB, 2 passes): memory-hard, yet a login storm of
+        # HASH_CONCURRENCY parallel hashes stays within the process's memory budget.
+        self._hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+        self._hash_slots = asyncio.Semaphore(HASH_CONCURRENCY)
         self._clock = clock
         # Verified against when the username is unknown, so timing does not reveal users.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Argon2 off the event loop, a bounded number at a time (each takes 19 MiB)."""
+        async with self._hash_slots:
+            return await asyncio.to_thread(function, *args)
 
     async def register(self, username: str, email: str, password: str) -> User:
         user = User(
@@ -67,7 +78,7 @@ class UserService:
             created_at=self._clock(),
         )
         check_password(password)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self._in_thread(self._hasher.hash, password)
         await self._store.add_user(user, password_hash)
         return user
 
@@ -81,13 +92,13 @@ class UserService:
         credentials = await self._store.get_credentials(canonical)
         stored_hash = credentials.password_hash if credentials else self._dummy_hash
         try:
-            await asyncio.to_thread(self._hasher.verify, stored_hash, password)
+            await self._in_thread(self._hasher.verify, stored_hash, password)
         except (VerificationError, InvalidHashError):
             raise _bad_credentials() from None
         if credentials is None:
             raise _bad_credentials()
         if self._hasher.check_needs_rehash(stored_hash):
-            new_hash = await asyncio.to_thread(self._hasher.hash, password)
+            new_hash = await self._in_thread(self._hasher.hash, password)
             await self._store.set_password_hash(canonical, new_hash)
         token = secrets.token_urlsafe(32)
         now = self._clock()
