@@ -31,13 +31,13 @@ from delinkcious.news.manager import NewsConsumer, NewsService
 from delinkcious.news.redis_store import RedisNewsStore
 from delinkcious.news.sql_store import SqlNewsStore
 from delinkcious.news.store import NewsStore
-from delinkcious.news.tokens import SignedTokens
 from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
 from delinkcious.platform.nats_bus import NatsBus
 from delinkcious.platform.outbox import OutboxRelay
+from delinkcious.platform.page_tokens import SignedTokens
 from delinkcious.platform.sql_outbox import SqlOutbox
 from delinkcious.platform.trace_context import current_trace_context
 from delinkcious.social_graph.manager import SocialGraphService

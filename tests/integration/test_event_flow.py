@@ -101,7 +101,7 @@ async def people(api: httpx.AsyncClient) -> AsyncIterator[dict[str, dict[str, st
     yield headers
     client = redis.from_url(REDIS_URL)
     for name in headers:
-        keys = [key async for key in client.scan_iter(f"delinkcious:news:{{{name}}}*")]
+        keys = [key async for key in client.scan_iter(f"delinkcious:news:{name}:*")]
         if keys:
             await client.delete(*keys)
     await client.aclose()

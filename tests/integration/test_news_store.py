@@ -15,12 +15,10 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import asyncpg
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from delinkcious.model.events import Event, EventType
@@ -30,12 +28,12 @@ from delinkcious.news.redis_store import RedisNewsStore
 from delinkcious.news.sql_store import SqlNewsStore
 from delinkcious.news.store import FeedItem, NewsCursor, NewsStore, cursor_of
 from delinkcious.news.tables import news_feeds, news_items
-from delinkcious.news.tokens import SignedTokens
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
+from delinkcious.platform.page_tokens import SignedTokens
+from tests.support.postgres import fresh_databases
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["redis", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 T0 = dt.datetime(2026, 2, 3, 4, 5, 6, 789012, tzinfo=dt.UTC)
@@ -85,46 +83,15 @@ def redis_prefix() -> str:
     return f"delinkcious-test:{os.getpid()}:{secrets.token_hex(4)}:"
 
 
-def _postgres_url() -> str:
-    return os.environ.get("DELINKCIOUS_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
-
-
-async def _postgres_admin() -> asyncpg.Connection:
-    url = make_url(_postgres_url())
-    try:
-        return await asyncpg.connect(
-            url.set(drivername="postgresql").render_as_string(hide_password=False), timeout=10
-        )
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"
-    pytest.fail(
-        f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} is not reachable "
-        f"({problem}): run `make test`, which starts it, or point "
-        "DELINKCIOUS_TEST_POSTGRES_URL at a server",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="session")
 async def news_postgres_engine() -> AsyncIterator[AsyncEngine]:
-    name = f"delinkcious_test_news_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = await _postgres_admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(_postgres_url()).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    try:
-        await upgrade(engine, "delinkcious.news")
-        yield engine
-    finally:
-        await engine.dispose()
-        admin = await _postgres_admin()
+    async with fresh_databases(["news"]) as urls:
+        engine = create_engine(urls["news"])
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await upgrade(engine, "delinkcious.news")
+            yield engine
         finally:
-            await admin.close()
+            await engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -150,8 +117,8 @@ class Feeds:
 
 def _redis_feeds(client: Redis, prefix: str) -> Feeds:
     async def stored(username: str) -> int:
-        ids = await client.zcard(f"{prefix}{{{username}}}:feed")
-        assert await client.hlen(f"{prefix}{{{username}}}:events") == ids
+        ids = await client.zcard(f"{prefix}{username}:feed")
+        assert await client.hlen(f"{prefix}{username}:events") == ids
         return ids
 
     return Feeds(RedisNewsStore(client, key_prefix=prefix), stored)

@@ -20,7 +20,7 @@ from delinkcious.model.events import Event, EventType
 from delinkcious.model.news import GetNewsRequest, NewsManager
 from delinkcious.news.manager import DEFAULT_FEED_CAP, NewsConsumer, NewsService
 from delinkcious.news.store import FeedItem, NewsCursor, cursor_of
-from delinkcious.news.tokens import SignedTokens
+from delinkcious.platform.page_tokens import SignedTokens
 
 SECRET = b"unit-test-secret-0123456789abcdef"
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
@@ -51,7 +51,6 @@ class FakeNewsStore:
                 del feed[item.cursor.event_id]
 
     async def page(self, username: str, after: NewsCursor | None, limit: int) -> list[FeedItem]:
-        self.calls["page"] += 1
         items = self._ordered(username)
         return [item for item in items if after is None or item.cursor < after][:limit]
 

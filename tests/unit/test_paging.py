@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import types
 
 import orjson
 import pytest
@@ -13,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from delinkcious.links import manager as manager_module
-from delinkcious.links import paging as paging_module
 from delinkcious.links.manager import LinkService
 from delinkcious.links.paging import PageTokens
 from delinkcious.links.store import Cursor
@@ -283,7 +281,8 @@ def _reencode(payload: dict) -> bytes:
 def _edited_tokens(token: str) -> dict[str, str]:
     body, signature = token.split(".")
     payload = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    moved = _reencode(payload | {"i": payload["i"] + 2}).decode()
+    cursor = payload["d"]
+    moved = _reencode(payload | {"d": cursor | {"i": cursor["i"] + 2}}).decode()
     later = _reencode(payload | {"e": payload["e"] + 10**6}).decode()
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
     return {
@@ -379,20 +378,22 @@ async def test_page_size_may_change_between_pages(links, token) -> None:
     assert len(await next_page(links, token, limit=3)) == 3
 
 
-async def test_an_expired_token_is_invalid_argument(links, token, monkeypatch) -> None:
-    real_time = paging_module.time.time
-    monkeypatch.setattr(
-        paging_module, "time", types.SimpleNamespace(time=lambda: real_time() + 86_400 + 5)
-    )
+async def test_an_expired_token_is_invalid_argument(link_store, clock) -> None:
+    now = [1_000_000.0]
+    service = LinkService(link_store, PageTokens(SECRET, clock=lambda: now[0]), clock=clock)
+    await add_many(service, 5)
+    token = (await service.get_links(GetLinksRequest(username=USER, limit=2))).next_page_token
+    now[0] += 86_400 + 5
     with pytest.raises(InvalidArgument) as caught:
-        await next_page(links, token)
+        await next_page(service, token)
     assert caught.value.code == "expired_page_token"
 
 
-async def test_a_token_lives_until_its_ttl(link_store, clock, monkeypatch) -> None:
+async def test_a_token_lives_until_its_ttl(link_store, clock) -> None:
     now = [1_000_000.0]
-    monkeypatch.setattr(paging_module, "time", types.SimpleNamespace(time=lambda: now[0]))
-    service = LinkService(link_store, PageTokens(SECRET, ttl_seconds=30), clock=clock)
+    service = LinkService(
+        link_store, PageTokens(SECRET, ttl_seconds=30, clock=lambda: now[0]), clock=clock
+    )
     await add_many(service, 5)
     token = (await service.get_links(GetLinksRequest(username=USER, limit=2))).next_page_token
     assert token is not None

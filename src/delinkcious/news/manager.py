@@ -14,7 +14,7 @@ from delinkcious.model.news import GetNewsRequest, GetNewsResult
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.validation import check_page_size
 from delinkcious.news.store import NewsCursor, NewsStore, from_micros, to_micros
-from delinkcious.news.tokens import SignedTokens
+from delinkcious.platform.page_tokens import SignedTokens
 
 DEFAULT_FEED_CAP = 1000
 

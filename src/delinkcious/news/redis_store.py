@@ -50,9 +50,8 @@ class RedisNewsStore:
         self._append = redis.register_script(_APPEND)
 
     def _keys(self, username: str) -> tuple[str, str]:
-        # The hash tag keeps a user's two keys in one slot, should the server be a cluster.
-        base = f"{self._prefix}{{{username}}}"
-        return f"{base}:feed", f"{base}:events"
+        # Usernames never contain ':', so no user's keys can collide with another's.
+        return f"{self._prefix}{username}:feed", f"{self._prefix}{username}:events"
 
     async def append(self, usernames: Sequence[str], event: Event, cap: int) -> None:
         args = [to_micros(cursor_of(event).time), event.id, event.to_json(), cap]

@@ -1,9 +1,9 @@
 """Opaque, signed, expiring page tokens, bound to what they list.
 
-The same HMAC scheme as ``links/paging.py``, but generic: the caller names the scope
-(whose listing, of what) and the small JSON object to carry, so any cursor-paged listing
-can use it. A forged, edited, foreign or stale token is a clear ``InvalidArgument``, never
-a silent jump to another position or to another user's data.
+The caller names the scope (whose listing, of what) and the small JSON object to carry,
+so every cursor-paged listing (links, news) uses this one codec. A forged, edited, foreign
+or stale token is a clear ``InvalidArgument``, never a silent jump to another position or
+to another user's data.
 """
 
 from __future__ import annotations
