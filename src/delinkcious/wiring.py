@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as redis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,14 +27,12 @@ from delinkcious.model.events import LINK_CHANGES
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.news.manager import NewsConsumer, NewsService
-from delinkcious.news.redis_store import RedisNewsStore
 from delinkcious.news.sql_store import SqlNewsStore
 from delinkcious.news.store import NewsStore
 from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
-from delinkcious.platform.nats_bus import NatsBus
 from delinkcious.platform.outbox import OutboxRelay
 from delinkcious.platform.page_tokens import SignedTokens
 from delinkcious.platform.sql_outbox import SqlOutbox
@@ -96,6 +93,10 @@ async def build_social_graph(
 
 async def build_news_store(stack: AsyncExitStack, settings: Settings) -> NewsStore:
     if settings.news_redis_url is not None:
+        import redis.asyncio as redis  # only when configured: it costs a fifth of start-up
+
+        from delinkcious.news.redis_store import RedisNewsStore
+
         client = redis.from_url(settings.news_redis_url.get_secret_value())
         stack.push_async_callback(client.aclose)
         return RedisNewsStore(client)
@@ -147,6 +148,8 @@ async def build_bus(stack: AsyncExitStack, settings: Settings) -> Bus:
     """NATS JetStream when ``DELINKCIOUS_NATS_URL`` is set, else the in-process bus."""
     bus: Bus
     if settings.nats_url is not None:
+        from delinkcious.platform.nats_bus import NatsBus  # only when configured
+
         bus = await NatsBus.connect(settings.nats_url.get_secret_value())
     else:
         bus = MemoryBus()

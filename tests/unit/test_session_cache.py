@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections import Counter
 
@@ -144,3 +145,39 @@ async def test_the_cache_is_bounded(cached, inner, monotonic, token) -> None:
 async def test_logout_of_an_unknown_token_is_unauthenticated(cached) -> None:
     with pytest.raises(Unauthenticated):
         await cached.logout("unknown")
+
+
+async def test_concurrent_misses_share_one_lookup(cached, inner, token, monkeypatch) -> None:
+    """An expiring busy token must not send every request in flight to the database."""
+    real_resolve = inner.resolve_session
+
+    async def resolve_over_the_network(value: str) -> str:
+        await asyncio.sleep(0.01)  # a real store suspends: the other requests arrive meanwhile
+        return await real_resolve(value)
+
+    monkeypatch.setattr(inner, "resolve_session", resolve_over_the_network)
+    names = await asyncio.gather(*(cached.resolve_session(token) for _ in range(20)))
+    assert names == ["alice"] * 20
+    assert inner.calls["resolve_session"] == 1
+
+
+async def test_a_lookup_that_straddles_a_logout_is_not_cached(
+    cached, inner, token, monkeypatch
+) -> None:
+    looked_up, gate = asyncio.Event(), asyncio.Event()
+    real_resolve = inner.resolve_session
+
+    async def slow_resolve(value: str) -> str:
+        username = await real_resolve(value)
+        looked_up.set()
+        await gate.wait()  # the answer is on its way back when the logout happens
+        return username
+
+    monkeypatch.setattr(inner, "resolve_session", slow_resolve)
+    pending = asyncio.create_task(cached.resolve_session(token))
+    await looked_up.wait()
+    await cached.logout(token)
+    gate.set()
+    assert await pending == "alice"
+    with pytest.raises(Unauthenticated):
+        await cached.resolve_session(token)

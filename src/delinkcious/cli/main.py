@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import sys
@@ -60,6 +61,9 @@ async def _serve_embedded(settings: Settings, sock: socket.socket) -> None:
             server_header=False,
         )
         server = _Server(config)
+        # Everything built so far lives as long as the process: keep it out of the
+        # collector's scans, so a full collection under load takes ms, not a 300 ms stall.
+        gc.freeze()
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has only a flag)
             await asyncio.sleep(0.01)

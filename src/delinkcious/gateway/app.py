@@ -62,25 +62,26 @@ def _authenticated(query: type | None = None) -> dict[str, Any]:
 
 
 def link_json(link: Link) -> dict[str, object]:
+    # Datetimes and enums are left to orjson, which writes them (RFC 3339, value) in C.
     return {
         "url": link.url,
         "title": link.title,
         "description": link.description,
         "tags": sorted(link.tags),
-        "status": link.status.value,
-        "created_at": link.created_at.isoformat(),
-        "updated_at": link.updated_at.isoformat(),
+        "status": link.status,
+        "created_at": link.created_at,
+        "updated_at": link.updated_at,
     }
 
 
 def news_json(event: Event) -> dict[str, object]:
     return {
         "id": event.id,
-        "type": event.type.value,
+        "type": event.type,
         "author": event.author,
         "url": event.url,
         "title": event.title,
-        "timestamp": event.time.isoformat(),
+        "timestamp": event.time,
     }
 
 

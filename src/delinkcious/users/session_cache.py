@@ -1,11 +1,14 @@
 """A short-lived cache of resolved sessions, so a request costs no database round trip.
 
 A logout through this cache takes effect here at once; other caches (other gateway
-replicas) forget a revoked token within ``ttl`` seconds.
+replicas) forget a revoked token within ``ttl`` seconds. Concurrent misses for one token
+share a single lookup: when a busy token's entry expires, the requests in flight must not
+each hit the database (that stampede showed as a 300 ms p99 under load).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
@@ -20,6 +23,8 @@ class CachedUserManager:
         self._ttl = ttl
         self._max = max_entries
         self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lookups: dict[str, asyncio.Future[str]] = {}
+        self._logouts = 0  # a lookup that straddles a logout must not cache its answer
 
     async def register(self, username: str, email: str, password: str) -> User:
         return await self._inner.register(username, email, password)
@@ -31,18 +36,28 @@ class CachedUserManager:
         return await self._inner.get_user(username)
 
     async def logout(self, token: str) -> None:
+        self._logouts += 1
         self._entries.pop(token, None)
         await self._inner.logout(token)
 
     async def resolve_session(self, token: str) -> str:
-        now = time.monotonic()
         entry = self._entries.get(token)
-        if entry is not None:
-            if entry[0] > now:
-                return entry[1]
-            del self._entries[token]
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        lookup = self._lookups.get(token)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(token))
+            self._lookups[token] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(token, None))
+        # Shielded: one caller giving up must not cancel the lookup the others wait on.
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, token: str) -> str:
+        logouts = self._logouts
         username = await self._inner.resolve_session(token)
-        self._entries[token] = (now + self._ttl, username)
-        if len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        if logouts == self._logouts:
+            self._entries[token] = (time.monotonic() + self._ttl, username)
+            self._entries.move_to_end(token)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
         return username
