@@ -23,7 +23,6 @@ from delinkcious.links.paging import PageTokens
 from delinkcious.links.sql_store import SqlLinkStore
 from delinkcious.links.tables import outbox
 from delinkcious.model.errors import NotFound
-from delinkcious.model.events import LINK_CHANGES
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.news.manager import NewsConsumer, NewsService
@@ -31,11 +30,12 @@ from delinkcious.news.sql_store import SqlNewsStore
 from delinkcious.news.store import NewsStore
 from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
-from delinkcious.platform.db import create_engine
+from delinkcious.platform.db import create_engine, ensure_database
 from delinkcious.platform.migrations import upgrade
 from delinkcious.platform.outbox import OutboxRelay
 from delinkcious.platform.page_tokens import SignedTokens
 from delinkcious.platform.sql_outbox import SqlOutbox
+from delinkcious.platform.startup import wait_for
 from delinkcious.platform.trace_context import current_trace_context
 from delinkcious.social_graph.manager import SocialGraphService
 from delinkcious.social_graph.sql_store import SqlFollowStore
@@ -45,29 +45,37 @@ from delinkcious.users.sql_store import SqlUserStore
 
 
 async def migrated_engine(stack: AsyncExitStack, settings: Settings, service: str) -> AsyncEngine:
-    engine = create_engine(settings.database_url(service))
+    """The service's own database, created if missing, waited for, and migrated to head."""
+    url = settings.database_url(service)
+    await wait_for(
+        f"the {service} database", lambda: ensure_database(url), settings.startup_timeout_seconds
+    )
+    engine = create_engine(url)
     stack.push_async_callback(engine.dispose)
     await upgrade(engine, f"delinkcious.{service}")
     return engine
 
 
-async def build_links(
-    stack: AsyncExitStack, settings: Settings, bus: Bus
-) -> tuple[LinkService, SqlLinkStore]:
-    """The links service with its outbox relay running, and its store (for its consumer)."""
+async def build_links(stack: AsyncExitStack, settings: Settings, bus: Bus) -> LinkService:
+    """The links service, its outbox relay running and its link.checked consumer subscribed.
+
+    Build it after the services that consume its events: the in-process bus delivers only
+    to subscribers it already has.
+    """
     engine = await migrated_engine(stack, settings, "links")
     relay = OutboxRelay(SqlOutbox(engine, outbox), bus)
     store = SqlLinkStore(engine, on_event=relay.kick)
     stack.callback(store.close)
+    statuses = LinkCheckedConsumer(store)
+    await bus.subscribe("links", statuses.types, statuses.handle)
     relay.start()
     stack.push_async_callback(relay.stop)
-    service = LinkService(
+    return LinkService(
         store,
         PageTokens(settings.page_token_secret(), settings.page_token_ttl_seconds),
         max_links_per_user=settings.max_links_per_user,
         trace_context=current_trace_context,
     )
-    return service, store
 
 
 async def build_users(stack: AsyncExitStack, settings: Settings) -> UserService:
@@ -99,16 +107,26 @@ async def build_news_store(stack: AsyncExitStack, settings: Settings) -> NewsSto
 
         client = redis.from_url(settings.news_redis_url.get_secret_value())
         stack.push_async_callback(client.aclose)
-        return RedisNewsStore(client)
+        await wait_for("Redis", client.ping, settings.startup_timeout_seconds)
+        return RedisNewsStore(client, key_prefix=settings.news_redis_prefix)
     return SqlNewsStore(await migrated_engine(stack, settings, "news"))
 
 
-def build_news(settings: Settings, store: NewsStore) -> NewsService:
+async def build_news(
+    stack: AsyncExitStack, settings: Settings, bus: Bus, social: SocialGraphManager
+) -> NewsService:
+    """The news service, with its consumer filling feeds from link events."""
+    store = await build_news_store(stack, settings)
+    consumer = NewsConsumer(store, social, feed_cap=settings.news_feed_cap)
+    await bus.subscribe("news", consumer.types, consumer.handle)
     tokens = SignedTokens(settings.page_token_secret(), settings.page_token_ttl_seconds)
     return NewsService(store, tokens)
 
 
-def build_link_checker(stack: AsyncExitStack, settings: Settings) -> HttpLinkChecker:
+async def build_link_checker(
+    stack: AsyncExitStack, settings: Settings, bus: Bus
+) -> HttpLinkChecker:
+    """The link checker, checking every link.added it is handed and publishing the verdict."""
     checker = HttpLinkChecker(
         CheckerSettings(
             allowed_networks=parse_networks(settings.link_checker_allowed_networks),
@@ -120,28 +138,14 @@ def build_link_checker(stack: AsyncExitStack, settings: Settings) -> HttpLinkChe
         )
     )
     stack.push_async_callback(checker.aclose)
-    return checker
-
-
-async def subscribe_consumers(
-    bus: Bus,
-    settings: Settings,
-    *,
-    link_store: SqlLinkStore,
-    news_store: NewsStore,
-    social: SocialGraphManager,
-    checker: HttpLinkChecker,
-) -> None:
-    """The event flow of DESIGN.md: links → news and link_checker; link_checker → links."""
-    news = NewsConsumer(news_store, social, feed_cap=settings.news_feed_cap)
-    await bus.subscribe("news", LINK_CHANGES, news.handle)
     checks = LinkCheckConsumer(checker, bus)
     await bus.subscribe(
-        "link_checker", checks.types, checks.handle,
+        "link_checker",
+        checks.types,
+        checks.handle,
         concurrency=settings.link_checker_max_concurrency,
     )
-    statuses = LinkCheckedConsumer(link_store)
-    await bus.subscribe("links", statuses.types, statuses.handle)
+    return checker
 
 
 async def build_bus(stack: AsyncExitStack, settings: Settings) -> Bus:
@@ -150,7 +154,12 @@ async def build_bus(stack: AsyncExitStack, settings: Settings) -> Bus:
     if settings.nats_url is not None:
         from delinkcious.platform.nats_bus import NatsBus  # only when configured
 
-        bus = await NatsBus.connect(settings.nats_url.get_secret_value())
+        bus = await NatsBus.connect(
+            settings.nats_url.get_secret_value(),
+            stream=settings.nats_stream,
+            subject_prefix=settings.nats_subject_prefix,
+            connect_timeout=settings.startup_timeout_seconds,
+        )
     else:
         bus = MemoryBus()
     stack.push_async_callback(bus.close)
@@ -176,15 +185,15 @@ async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
             await build_users(stack, settings), ttl=settings.session_cache_seconds
         )
         social = await build_social_graph(stack, settings, users)
-        news_store = await build_news_store(stack, settings)
-        checker = build_link_checker(stack, settings)
-        links, link_store = await build_links(stack, settings, bus)
-        await subscribe_consumers(
-            bus, settings, link_store=link_store, news_store=news_store, social=social,
-            checker=checker,
-        )
-        app = create_app(
-            links, users, social, build_news(settings, news_store),
-            max_body_bytes=settings.max_body_bytes,
-        )
+        news = await build_news(stack, settings, bus, social)
+        await build_link_checker(stack, settings, bus)
+        links = await build_links(stack, settings, bus)
+        app = create_app(links, users, social, news, max_body_bytes=settings.max_body_bytes)
         yield EmbeddedSystem(app=app, bus=bus)
+
+
+@asynccontextmanager
+async def embedded_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The embedded system's public app, for serving."""
+    async with embedded(settings) as system:
+        yield system.app

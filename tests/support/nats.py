@@ -72,5 +72,3 @@ class NatsServer:
             self._process.terminate()
             self._process.wait(timeout=10)
         self._process = None
-
-

@@ -62,3 +62,13 @@ async def fresh_databases(services: Iterable[str]) -> AsyncIterator[dict[str, st
                 await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+async def drop_databases(urls: Iterable[str]) -> None:
+    """Drop databases a test run made through the code under test (which creates them)."""
+    admin = await _admin()
+    try:
+        for url in urls:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -1,80 +1,41 @@
-"""``delinkcious up``: the whole system in one process, ready in about a second."""
+"""The ``delinkcious`` command: run it embedded (``up``), per service (``serve``), check it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import signal
-import socket
 import sys
-from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import click
-import uvicorn
+from pydantic import ValidationError
 
 from delinkcious import __version__
+from delinkcious.cli.serving import listen, run, serve
+from delinkcious.cli.smoke import smoke
 from delinkcious.platform.config import Settings
-from delinkcious.wiring import embedded
+from delinkcious.platform.startup import DependencyUnavailable
+
+DATABASE_SERVICES = ("links", "users", "social_graph", "news")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, minus re-raising the stop signal after a graceful shutdown.
-
-    uvicorn re-raises SIGINT/SIGTERM once it has stopped, which would kill the process
-    before the wiring closes its databases; here a signal only asks for a clean stop.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before anything else starts, so a taken port is a one-line error, not a trace."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a bad value is a one-line error naming the variable."""
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "DELINKCIOUS_" + "_".join(str(part) for part in error["loc"]).upper()
+        raise click.ClickException(f"configuration error: {name}: {error['msg']}") from None
 
 
-async def _serve_embedded(settings: Settings, sock: socket.socket) -> None:
-    async with embedded(settings) as system:
-        config = uvicorn.Config(
-            system.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-        )
-        server = _Server(config)
-        # Everything built so far lives as long as the process: keep it out of the
-        # collector's scans, so a full collection under load takes ms, not a 300 ms stall.
-        gc.freeze()
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has only a flag)
-            await asyncio.sleep(0.01)
-        if server.started:
-            host, port = sock.getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            click.echo(
-                f"Delinkcious {__version__} is running at http://{shown}:{port} "
-                f"(API docs at /docs, data in {settings.data_dir}). Press Ctrl-C to stop.",
-            )
-        await serving
+def _run_or_explain(coroutine: object) -> None:
+    """Run; a dependency that never came up is a one-line error and exit code 1."""
+    try:
+        run(coroutine)
+    except DependencyUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -92,22 +53,73 @@ def main() -> None:
     default=None,
     help="Where the SQLite files live (default ./.delinkcious, or $DELINKCIOUS_DATA_DIR).",
 )
-def up(host: str, port: int, data_dir: Path | None) -> None:
-    """Run every service in this one process (SQLite, in-process wiring)."""
-    overrides = {"data_dir": data_dir} if data_dir is not None else {}
-    settings = Settings(**overrides)
-    _run(_serve_embedded(settings, _listen(host, port)))
+@click.option(
+    "--processes",
+    is_flag=True,
+    help="Run each service as its own process, on PostgreSQL, Redis and NATS.",
+)
+def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
+    """Run all of Delinkcious: in this one process (default), or one process per service."""
+    settings = load_settings(data_dir=data_dir)
+    if processes:
+        from delinkcious.cli.processes import run_processes
+
+        sys.exit(run_processes(settings, host, port))
+    from delinkcious.wiring import embedded_app
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"Delinkcious {__version__} is running at {url} "
+            f"(API docs at /docs, data in {settings.data_dir}). Press Ctrl-C to stop."
+        )
+
+    _run_or_explain(serve(embedded_app(settings), listen(host, port), ready))
     click.echo("Delinkcious stopped.", err=True)
 
 
-def _run(coroutine: object) -> None:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional (not on Windows): plain asyncio works too
-        asyncio.run(coroutine)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coroutine)  # type: ignore[arg-type]
+@main.command(name="serve")
+@click.argument("service")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
+def serve_command(service: str, host: str, port: int) -> None:
+    """Run one SERVICE (gateway, links, users, social_graph, news, link_checker)."""
+    from delinkcious.distributed import ConfigurationError, check_configuration, service_app
 
+    settings = load_settings()
+    try:
+        check_configuration(service, settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+    def ready(url: str) -> None:
+        click.echo(f"{service} is serving at {url}")
+
+    _run_or_explain(serve(service_app(service, settings), listen(host, port), ready))
+
+
+@main.command()
+@click.argument("service", type=click.Choice(DATABASE_SERVICES))
+def migrate(service: str) -> None:
+    """Create SERVICE's database if missing and bring its schema to the newest migration."""
+    from delinkcious.wiring import migrated_engine
+
+    settings = load_settings()
+    if service == "news" and settings.news_redis_url is not None:
+        click.echo("news: feeds live in Redis (DELINKCIOUS_NEWS_REDIS_URL); nothing to migrate")
+        return
+
+    async def apply() -> None:
+        async with AsyncExitStack() as stack:
+            await migrated_engine(stack, settings, service)
+
+    try:
+        asyncio.run(apply())
+    except DependencyUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{service}: schema is up to date ({settings.database_url(service).split(':')[0]})")
+
+
+main.add_command(smoke)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,17 +10,10 @@ from starlette.exceptions import HTTPException
 
 from delinkcious.gateway.responses import JsonResponse
 from delinkcious.model import errors
+from delinkcious.platform.transport.errors import status_for
 
 log = logging.getLogger("delinkcious.gateway")
 
-STATUS = {
-    errors.InvalidArgument: 400,
-    errors.Unauthenticated: 401,
-    errors.LimitExceeded: 403,
-    errors.NotFound: 404,
-    errors.AlreadyExists: 409,
-    errors.Unavailable: 503,
-}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -47,7 +40,7 @@ def _describe(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.DelinkciousError)
     async def domain_error(_: Request, exc: errors.DelinkciousError) -> JsonResponse:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        status = status_for(exc)
         return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

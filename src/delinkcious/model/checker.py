@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from delinkcious.model.links import LinkStatus
+from delinkcious.model.markers import idempotent
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,4 +19,5 @@ class CheckResult:
 
 @runtime_checkable
 class LinkChecker(Protocol):
+    @idempotent
     async def check_link(self, url: str) -> CheckResult: ...

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from delinkcious.model.markers import idempotent
+
 
 class LinkStatus(StrEnum):
     PENDING = "pending"
@@ -72,6 +74,7 @@ class UpdateLinkRequest:
 
 @runtime_checkable
 class LinkManager(Protocol):
+    @idempotent
     async def get_links(self, request: GetLinksRequest) -> GetLinksResult: ...
 
     async def add_link(self, request: AddLinkRequest) -> Link: ...

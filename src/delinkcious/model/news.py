@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from delinkcious.model.events import Event
+from delinkcious.model.markers import idempotent
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,4 +26,5 @@ class GetNewsResult:
 
 @runtime_checkable
 class NewsManager(Protocol):
+    @idempotent
     async def get_news(self, request: GetNewsRequest) -> GetNewsResult: ...

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from delinkcious.model.markers import idempotent
+
 
 @runtime_checkable
 class SocialGraphManager(Protocol):
@@ -15,6 +17,8 @@ class SocialGraphManager(Protocol):
         """Raise NotFound when ``follower`` does not follow ``followed``."""
         ...
 
+    @idempotent
     async def get_following(self, username: str) -> list[str]: ...
 
+    @idempotent
     async def get_followers(self, username: str) -> list[str]: ...

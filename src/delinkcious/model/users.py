@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from delinkcious.model.markers import idempotent
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -26,10 +28,12 @@ class UserManager(Protocol):
         """End that one session; other sessions of the same user stay valid."""
         ...
 
+    @idempotent
     async def get_user(self, username: str) -> User:
         """Return the user (any case of the name), or raise NotFound."""
         ...
 
+    @idempotent
     async def resolve_session(self, token: str) -> str:
         """Return the username the live session belongs to, or raise Unauthenticated."""
         ...

@@ -25,7 +25,20 @@ class Settings(BaseSettings):
     news_redis_url: SecretStr | None = None
     news_database_url: str | None = None
     news_feed_cap: int = Field(1000, ge=1)
+    news_redis_prefix: str = "delinkcious:news:"
     nats_url: SecretStr | None = None
+    nats_stream: str = "DELINKCIOUS"
+    nats_subject_prefix: str = "delinkcious.events"
+    # Where the other services answer, in the distributed shape (one process each).
+    links_url: str | None = None
+    users_url: str | None = None
+    social_graph_url: str | None = None
+    news_url: str | None = None
+    # Who may call a service's internal API: `caller=secret,...`; a process presents the
+    # secret of its own name when it calls another service.
+    internal_tokens: SecretStr | None = None
+    # How long a starting service waits for its database, broker or cache to come up.
+    startup_timeout_seconds: float = Field(60.0, gt=0)
     # Comma-separated CIDRs the link checker may reach although they are not public.
     link_checker_allowed_networks: str = ""
     link_checker_connect_timeout: float = Field(3.0, gt=0)

@@ -53,3 +53,31 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the service's PostgreSQL database if it is missing (SQLite creates its own).
+
+    Each service owns its database; creating it at first start spares an operator step
+    when the role may create databases. Connection errors propagate (callers retry).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    import asyncpg  # only the PostgreSQL shape needs it
+
+    plain = parsed.set(drivername="postgresql")
+    try:
+        connection = await asyncpg.connect(plain.render_as_string(hide_password=False), timeout=5)
+    except asyncpg.InvalidCatalogNameError:
+        admin = await asyncpg.connect(
+            plain.set(database="postgres").render_as_string(hide_password=False), timeout=5
+        )
+        try:
+            await admin.execute(f'CREATE DATABASE "{parsed.database}"')
+        except asyncpg.DuplicateDatabaseError:  # another replica created it meanwhile
+            pass
+        finally:
+            await admin.close()
+    else:
+        await connection.close()

@@ -114,6 +114,11 @@ class NatsBus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + connect_timeout
         nc = Client()
+
+        async def disconnected() -> None:
+            if not (nc.is_closed or nc.is_draining):  # a close of ours is no outage
+                log.warning("disconnected from NATS; reconnecting")
+
         try:
             await asyncio.wait_for(
                 nc.connect(
@@ -123,7 +128,7 @@ class NatsBus:
                     reconnect_time_wait=reconnect_wait,
                     connect_timeout=min(2.0, connect_timeout),
                     error_cb=_log_error,
-                    disconnected_cb=_log_disconnected,
+                    disconnected_cb=disconnected,
                     reconnected_cb=_log_reconnected,
                 ),
                 connect_timeout,
@@ -354,10 +359,6 @@ class NatsBus:
 
 async def _log_error(exc: Exception) -> None:
     log.warning("NATS connection error: %r", exc)
-
-
-async def _log_disconnected() -> None:
-    log.warning("disconnected from NATS; reconnecting")
 
 
 async def _log_reconnected() -> None:

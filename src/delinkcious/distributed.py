@@ -1,0 +1,162 @@
+"""The distributed shape: each service in its own process (``delinkcious serve SERVICE``).
+
+A service process serves its Protocol on the internal HTTP API; the services it calls are
+``remote`` clients of the same Protocols, so the managers and the gateway are the very
+code of the embedded shape, wired differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from delinkcious import __version__
+from delinkcious.gateway.app import create_app
+from delinkcious.gateway.responses import JsonResponse
+from delinkcious.model.checker import LinkChecker
+from delinkcious.model.links import LinkManager
+from delinkcious.model.news import NewsManager
+from delinkcious.model.social import SocialGraphManager
+from delinkcious.model.users import UserManager
+from delinkcious.platform.config import Settings
+from delinkcious.platform.transport import internal_router, make_client, parse_tokens, remote
+from delinkcious.users.session_cache import CachedUserManager
+from delinkcious.wiring import (
+    build_bus,
+    build_link_checker,
+    build_links,
+    build_news,
+    build_social_graph,
+    build_users,
+)
+
+SERVICES = ("gateway", "links", "users", "social_graph", "news", "link_checker")
+# The other services each one calls, by the setting that says where they answer.
+CALLS = {
+    "gateway": ("links", "users", "social_graph", "news"),
+    "social_graph": ("users",),
+    "news": ("social_graph",),
+}
+PROTOCOLS: dict[str, type] = {
+    "links": LinkManager,
+    "users": UserManager,
+    "social_graph": SocialGraphManager,
+    "news": NewsManager,
+    "link_checker": LinkChecker,
+}
+_USES_BUS = frozenset({"links", "news", "link_checker"})
+
+
+class ConfigurationError(ValueError):
+    """The settings cannot run this service; the message says which one and why."""
+
+
+def check_configuration(service: str, settings: Settings) -> dict[str, str]:
+    """Everything ``service`` needs is set; returns the internal tokens."""
+    if service not in SERVICES:
+        raise ConfigurationError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    if settings.internal_tokens is None:
+        raise ConfigurationError(
+            "DELINKCIOUS_INTERNAL_TOKENS is required (caller=secret,...): "
+            "internal APIs never run open"
+        )
+    try:
+        tokens = parse_tokens(settings.internal_tokens.get_secret_value())
+    except ValueError as exc:
+        raise ConfigurationError(f"DELINKCIOUS_INTERNAL_TOKENS: {exc}") from None
+    if service not in tokens:
+        raise ConfigurationError(f"DELINKCIOUS_INTERNAL_TOKENS has no entry for {service}")
+    for callee in CALLS.get(service, ()):
+        if getattr(settings, f"{callee}_url") is None:
+            raise ConfigurationError(
+                f"DELINKCIOUS_{callee.upper()}_URL is required: {service} calls {callee}"
+            )
+    if service in _USES_BUS and settings.nats_url is None:
+        raise ConfigurationError(
+            f"DELINKCIOUS_NATS_URL is required: {service} exchanges events with other processes"
+        )
+    return tokens
+
+
+def internal_app(
+    service: str, protocol: type, implementation: object, tokens: dict[str, str]
+) -> FastAPI:
+    app = FastAPI(
+        title=f"Delinkcious {service} (internal)",
+        version=__version__,
+        default_response_class=JsonResponse,
+        openapi_url=None,
+    )
+    app.include_router(internal_router(service, protocol, implementation, tokens))
+
+    @app.get("/healthz")
+    async def healthz() -> JsonResponse:
+        return JsonResponse({"status": "ok", "service": service})
+
+    return app
+
+
+Builder = Callable[[AsyncExitStack, Settings, Callable[[str], Any]], Awaitable[object]]
+
+
+async def _links(stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]) -> object:
+    return await build_links(stack, settings, await build_bus(stack, settings))
+
+
+async def _users(stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]) -> object:
+    return await build_users(stack, settings)
+
+
+async def _social_graph(
+    stack: AsyncExitStack, settings: Settings, client: Callable[[str], Any]
+) -> object:
+    return await build_social_graph(stack, settings, client("users"))
+
+
+async def _news(stack: AsyncExitStack, settings: Settings, client: Callable[[str], Any]) -> object:
+    bus = await build_bus(stack, settings)
+    return await build_news(stack, settings, bus, client("social_graph"))
+
+
+async def _link_checker(
+    stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]
+) -> object:
+    return await build_link_checker(stack, settings, await build_bus(stack, settings))
+
+
+BUILDERS: dict[str, Builder] = {
+    "links": _links,
+    "users": _users,
+    "social_graph": _social_graph,
+    "news": _news,
+    "link_checker": _link_checker,
+}
+
+
+@asynccontextmanager
+async def service_app(service: str, settings: Settings) -> AsyncIterator[FastAPI]:
+    """The HTTP app of one service, its dependencies waited for, built and later closed."""
+    tokens = check_configuration(service, settings)
+    async with AsyncExitStack() as stack:
+        http = make_client()
+        stack.push_async_callback(http.aclose)
+
+        def client(callee: str) -> Any:
+            url = getattr(settings, f"{callee}_url")
+            return remote(PROTOCOLS[callee], callee, url, tokens[service], http)
+
+        if service == "gateway":
+            users = CachedUserManager(client("users"), ttl=settings.session_cache_seconds)
+            yield create_app(
+                client("links"),
+                users,
+                client("social_graph"),
+                client("news"),
+                max_body_bytes=settings.max_body_bytes,
+            )
+            return
+        implementation = await BUILDERS[service](stack, settings, client)
+        yield internal_app(service, PROTOCOLS[service], implementation, tokens)
