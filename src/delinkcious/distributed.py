@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from delinkcious import __version__
 from delinkcious.gateway.app import create_app
+from delinkcious.gateway.health import install_health
 from delinkcious.gateway.responses import JsonResponse
 from delinkcious.model.checker import LinkChecker
 from delinkcious.model.links import LinkManager
@@ -22,9 +24,11 @@ from delinkcious.model.news import NewsManager
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.platform.config import Settings
+from delinkcious.platform.health import Readiness
 from delinkcious.platform.transport import internal_router, make_client, parse_tokens, remote
 from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.wiring import (
+    Assembly,
     build_bus,
     build_link_checker,
     build_links,
@@ -82,7 +86,11 @@ def check_configuration(service: str, settings: Settings) -> dict[str, str]:
 
 
 def internal_app(
-    service: str, protocol: type, implementation: object, tokens: dict[str, str]
+    service: str,
+    protocol: type,
+    implementation: object,
+    tokens: dict[str, str],
+    readiness: Readiness,
 ) -> FastAPI:
     app = FastAPI(
         title=f"Delinkcious {service} (internal)",
@@ -91,40 +99,32 @@ def internal_app(
         openapi_url=None,
     )
     app.include_router(internal_router(service, protocol, implementation, tokens))
-
-    @app.get("/healthz")
-    async def healthz() -> JsonResponse:
-        return JsonResponse({"status": "ok", "service": service})
-
+    install_health(app, readiness)
     return app
 
 
-Builder = Callable[[AsyncExitStack, Settings, Callable[[str], Any]], Awaitable[object]]
+Client = Callable[[str], Any]
+Builder = Callable[[Assembly, Client], Awaitable[object]]
 
 
-async def _links(stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]) -> object:
-    return await build_links(stack, settings, await build_bus(stack, settings))
+async def _links(assembly: Assembly, _: Client) -> object:
+    return await build_links(assembly, await build_bus(assembly))
 
 
-async def _users(stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]) -> object:
-    return await build_users(stack, settings)
+async def _users(assembly: Assembly, _: Client) -> object:
+    return await build_users(assembly)
 
 
-async def _social_graph(
-    stack: AsyncExitStack, settings: Settings, client: Callable[[str], Any]
-) -> object:
-    return await build_social_graph(stack, settings, client("users"))
+async def _social_graph(assembly: Assembly, client: Client) -> object:
+    return await build_social_graph(assembly, client("users"))
 
 
-async def _news(stack: AsyncExitStack, settings: Settings, client: Callable[[str], Any]) -> object:
-    bus = await build_bus(stack, settings)
-    return await build_news(stack, settings, bus, client("social_graph"))
+async def _news(assembly: Assembly, client: Client) -> object:
+    return await build_news(assembly, await build_bus(assembly), client("social_graph"))
 
 
-async def _link_checker(
-    stack: AsyncExitStack, settings: Settings, _: Callable[[str], Any]
-) -> object:
-    return await build_link_checker(stack, settings, await build_bus(stack, settings))
+async def _link_checker(assembly: Assembly, _: Client) -> object:
+    return await build_link_checker(assembly, await build_bus(assembly))
 
 
 BUILDERS: dict[str, Builder] = {
@@ -141,11 +141,13 @@ async def service_app(service: str, settings: Settings) -> AsyncIterator[FastAPI
     """The HTTP app of one service, its dependencies waited for, built and later closed."""
     tokens = check_configuration(service, settings)
     async with AsyncExitStack() as stack:
+        assembly = Assembly(settings, stack)
         http = make_client()
         stack.push_async_callback(http.aclose)
 
         def client(callee: str) -> Any:
             url = getattr(settings, f"{callee}_url")
+            assembly.health.add(f"{callee} service", lambda: _alive(http, url))
             return remote(PROTOCOLS[callee], callee, url, tokens[service], http)
 
         if service == "gateway":
@@ -155,8 +157,14 @@ async def service_app(service: str, settings: Settings) -> AsyncIterator[FastAPI
                 users,
                 client("social_graph"),
                 client("news"),
+                readiness=assembly.health,
                 max_body_bytes=settings.max_body_bytes,
             )
             return
-        implementation = await BUILDERS[service](stack, settings, client)
-        yield internal_app(service, PROTOCOLS[service], implementation, tokens)
+        implementation = await BUILDERS[service](assembly, client)
+        yield internal_app(service, PROTOCOLS[service], implementation, tokens, assembly.health)
+
+
+async def _alive(http: httpx.AsyncClient, url: str) -> None:
+    response = await http.get(f"{url}/healthz", timeout=2)
+    response.raise_for_status()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from delinkcious.gateway.app import create_app
@@ -31,6 +32,7 @@ from delinkcious.news.store import NewsStore
 from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine, ensure_database
+from delinkcious.platform.health import Readiness
 from delinkcious.platform.migrations import upgrade
 from delinkcious.platform.outbox import OutboxRelay
 from delinkcious.platform.page_tokens import SignedTokens
@@ -44,25 +46,43 @@ from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.users.sql_store import SqlUserStore
 
 
-async def migrated_engine(stack: AsyncExitStack, settings: Settings, service: str) -> AsyncEngine:
+@dataclass
+class Assembly:
+    """What every builder needs: the settings, and where to put cleanup and readiness checks."""
+
+    settings: Settings
+    stack: AsyncExitStack
+    health: Readiness = field(default_factory=Readiness)
+
+
+async def migrated_engine(assembly: Assembly, service: str) -> AsyncEngine:
     """The service's own database, created if missing, waited for, and migrated to head."""
-    url = settings.database_url(service)
+    url = assembly.settings.database_url(service)
     await wait_for(
-        f"the {service} database", lambda: ensure_database(url), settings.startup_timeout_seconds
+        f"the {service} database",
+        lambda: ensure_database(url),
+        assembly.settings.startup_timeout_seconds,
     )
     engine = create_engine(url)
-    stack.push_async_callback(engine.dispose)
+    assembly.stack.push_async_callback(engine.dispose)
     await upgrade(engine, f"delinkcious.{service}")
+    assembly.health.add(f"{service} database", lambda: _select_one(engine))
     return engine
 
 
-async def build_links(stack: AsyncExitStack, settings: Settings, bus: Bus) -> LinkService:
+async def _select_one(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def build_links(assembly: Assembly, bus: Bus) -> LinkService:
     """The links service, its outbox relay running and its link.checked consumer subscribed.
 
     Build it after the services that consume its events: the in-process bus delivers only
     to subscribers it already has.
     """
-    engine = await migrated_engine(stack, settings, "links")
+    stack, settings = assembly.stack, assembly.settings
+    engine = await migrated_engine(assembly, "links")
     relay = OutboxRelay(SqlOutbox(engine, outbox), bus)
     store = SqlLinkStore(engine, on_event=relay.kick)
     stack.callback(store.close)
@@ -78,16 +98,13 @@ async def build_links(stack: AsyncExitStack, settings: Settings, bus: Bus) -> Li
     )
 
 
-async def build_users(stack: AsyncExitStack, settings: Settings) -> UserService:
-    engine = await migrated_engine(stack, settings, "users")
-    return UserService(
-        SqlUserStore(engine), session_ttl=dt.timedelta(seconds=settings.session_ttl_seconds)
-    )
+async def build_users(assembly: Assembly) -> UserService:
+    engine = await migrated_engine(assembly, "users")
+    ttl = dt.timedelta(seconds=assembly.settings.session_ttl_seconds)
+    return UserService(SqlUserStore(engine), session_ttl=ttl)
 
 
-async def build_social_graph(
-    stack: AsyncExitStack, settings: Settings, users: UserManager
-) -> SocialGraphService:
+async def build_social_graph(assembly: Assembly, users: UserManager) -> SocialGraphService:
     async def user_exists(username: str) -> bool:
         try:
             await users.get_user(username)
@@ -95,38 +112,38 @@ async def build_social_graph(
             return False
         return True
 
-    engine = await migrated_engine(stack, settings, "social_graph")
+    engine = await migrated_engine(assembly, "social_graph")
     return SocialGraphService(SqlFollowStore(engine), user_exists)
 
 
-async def build_news_store(stack: AsyncExitStack, settings: Settings) -> NewsStore:
+async def build_news_store(assembly: Assembly) -> NewsStore:
+    settings = assembly.settings
     if settings.news_redis_url is not None:
         import redis.asyncio as redis  # only when configured: it costs a fifth of start-up
 
         from delinkcious.news.redis_store import RedisNewsStore
 
         client = redis.from_url(settings.news_redis_url.get_secret_value())
-        stack.push_async_callback(client.aclose)
+        assembly.stack.push_async_callback(client.aclose)
         await wait_for("Redis", client.ping, settings.startup_timeout_seconds)
+        assembly.health.add("redis", client.ping)
         return RedisNewsStore(client, key_prefix=settings.news_redis_prefix)
-    return SqlNewsStore(await migrated_engine(stack, settings, "news"))
+    return SqlNewsStore(await migrated_engine(assembly, "news"))
 
 
-async def build_news(
-    stack: AsyncExitStack, settings: Settings, bus: Bus, social: SocialGraphManager
-) -> NewsService:
+async def build_news(assembly: Assembly, bus: Bus, social: SocialGraphManager) -> NewsService:
     """The news service, with its consumer filling feeds from link events."""
-    store = await build_news_store(stack, settings)
+    settings = assembly.settings
+    store = await build_news_store(assembly)
     consumer = NewsConsumer(store, social, feed_cap=settings.news_feed_cap)
     await bus.subscribe("news", consumer.types, consumer.handle)
     tokens = SignedTokens(settings.page_token_secret(), settings.page_token_ttl_seconds)
     return NewsService(store, tokens)
 
 
-async def build_link_checker(
-    stack: AsyncExitStack, settings: Settings, bus: Bus
-) -> HttpLinkChecker:
+async def build_link_checker(assembly: Assembly, bus: Bus) -> HttpLinkChecker:
     """The link checker, checking every link.added it is handed and publishing the verdict."""
+    settings = assembly.settings
     checker = HttpLinkChecker(
         CheckerSettings(
             allowed_networks=parse_networks(settings.link_checker_allowed_networks),
@@ -137,7 +154,7 @@ async def build_link_checker(
             backoff=settings.link_checker_backoff_seconds,
         )
     )
-    stack.push_async_callback(checker.aclose)
+    assembly.stack.push_async_callback(checker.aclose)
     checks = LinkCheckConsumer(checker, bus)
     await bus.subscribe(
         "link_checker",
@@ -148,21 +165,24 @@ async def build_link_checker(
     return checker
 
 
-async def build_bus(stack: AsyncExitStack, settings: Settings) -> Bus:
+async def build_bus(assembly: Assembly) -> Bus:
     """NATS JetStream when ``DELINKCIOUS_NATS_URL`` is set, else the in-process bus."""
+    settings = assembly.settings
     bus: Bus
     if settings.nats_url is not None:
         from delinkcious.platform.nats_bus import NatsBus  # only when configured
 
-        bus = await NatsBus.connect(
+        nats_bus = await NatsBus.connect(
             settings.nats_url.get_secret_value(),
             stream=settings.nats_stream,
             subject_prefix=settings.nats_subject_prefix,
             connect_timeout=settings.startup_timeout_seconds,
         )
+        assembly.health.add("nats", nats_bus.ping)
+        bus = nats_bus
     else:
         bus = MemoryBus()
-    stack.push_async_callback(bus.close)
+    assembly.stack.push_async_callback(bus.close)
     return bus
 
 
@@ -180,15 +200,21 @@ async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
     when their URLs are set. Shutdown runs in reverse: the relay stops before the bus.
     """
     async with AsyncExitStack() as stack:
-        bus = await build_bus(stack, settings)
-        users = CachedUserManager(
-            await build_users(stack, settings), ttl=settings.session_cache_seconds
+        assembly = Assembly(settings, stack)
+        bus = await build_bus(assembly)
+        users = CachedUserManager(await build_users(assembly), ttl=settings.session_cache_seconds)
+        social = await build_social_graph(assembly, users)
+        news = await build_news(assembly, bus, social)
+        await build_link_checker(assembly, bus)
+        links = await build_links(assembly, bus)
+        app = create_app(
+            links,
+            users,
+            social,
+            news,
+            readiness=assembly.health,
+            max_body_bytes=settings.max_body_bytes,
         )
-        social = await build_social_graph(stack, settings, users)
-        news = await build_news(stack, settings, bus, social)
-        await build_link_checker(stack, settings, bus)
-        links = await build_links(stack, settings, bus)
-        app = create_app(links, users, social, news, max_body_bytes=settings.max_body_bytes)
         yield EmbeddedSystem(app=app, bus=bus)
 
 

@@ -193,3 +193,22 @@ def test_internal_apis_refuse_callers_without_a_valid_token(cluster: Cluster, se
         httpx.post(f"{cluster.url('gateway')}/internal/v1/{service}/{method}", json={}).status_code
         == 404
     )
+
+
+def test_readyz_names_a_dependency_that_is_down(cluster: Cluster) -> None:
+    for service in SERVICES:
+        ready = httpx.get(f"{cluster.url(service)}/readyz", timeout=5)
+        assert ready.status_code == 200, (service, ready.text)
+    cluster.kill("users")
+    try:
+        gateway = httpx.get(f"{cluster.url('gateway')}/readyz", timeout=5)
+        assert gateway.status_code == 503
+        assert gateway.json()["failing"] == ["users service"]
+        assert "users service" in gateway.json()["error"]["message"]
+        social = httpx.get(f"{cluster.url('social_graph')}/readyz", timeout=5)
+        assert social.json()["failing"] == ["users service"]
+        # Alive all the same: readiness is not liveness.
+        assert httpx.get(f"{cluster.url('gateway')}/healthz", timeout=5).status_code == 200
+    finally:
+        cluster.start("users")
+    assert httpx.get(f"{cluster.url('gateway')}/readyz", timeout=5).status_code == 200

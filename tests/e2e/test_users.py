@@ -72,3 +72,8 @@ def test_openapi_document_and_docs_page(api: httpx.Client) -> None:
     spec = api.get("/openapi.json").json()
     assert {"/v1/users", "/v1/sessions", "/v1/sessions/current", "/v1/links"} <= set(spec["paths"])
     assert api.get("/docs").status_code == 200
+
+
+def test_health_and_readiness(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready"}

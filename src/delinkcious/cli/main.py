@@ -101,7 +101,7 @@ def serve_command(service: str, host: str, port: int) -> None:
 @click.argument("service", type=click.Choice(DATABASE_SERVICES))
 def migrate(service: str) -> None:
     """Create SERVICE's database if missing and bring its schema to the newest migration."""
-    from delinkcious.wiring import migrated_engine
+    from delinkcious.wiring import Assembly, migrated_engine
 
     settings = load_settings()
     if service == "news" and settings.news_redis_url is not None:
@@ -110,7 +110,7 @@ def migrate(service: str) -> None:
 
     async def apply() -> None:
         async with AsyncExitStack() as stack:
-            await migrated_engine(stack, settings, service)
+            await migrated_engine(Assembly(settings, stack), service)
 
     try:
         asyncio.run(apply())

@@ -17,6 +17,7 @@ from delinkcious import __version__
 from delinkcious.gateway import errors
 from delinkcious.gateway.auth import SECURITY, SECURITY_SCHEMES, access_token, authenticate
 from delinkcious.gateway.body_limit import BodyLimitMiddleware
+from delinkcious.gateway.health import install_health
 from delinkcious.gateway.query import parse_query, query_parameters
 from delinkcious.gateway.responses import JsonResponse
 from delinkcious.gateway.schemas import (
@@ -50,6 +51,7 @@ from delinkcious.model.links import (
 from delinkcious.model.news import GetNewsRequest, NewsManager
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
+from delinkcious.platform.health import Readiness
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422)
@@ -104,6 +106,7 @@ def create_app(
     social: SocialGraphManager,
     news: NewsManager,
     *,
+    readiness: Readiness | None = None,
     max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
     app = FastAPI(
@@ -122,9 +125,7 @@ def create_app(
     async def index() -> JsonResponse:
         return JsonResponse({"name": "delinkcious", "version": __version__, "docs": "/docs"})
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> JsonResponse:
-        return JsonResponse({"status": "ok"})
+    install_health(app, readiness or Readiness())
 
     @app.post("/v1/users", status_code=201, response_model=UserOut, tags=["users"])
     async def register(body: RegisterIn) -> JsonResponse:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from delinkcious import __version__
 from delinkcious.link_checker.guard import parse_networks
 
 
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     internal_tokens: SecretStr | None = None
     # How long a starting service waits for its database, broker or cache to come up.
     startup_timeout_seconds: float = Field(60.0, gt=0)
+    # The running release, on every metric series (a canary is compared with its baseline).
+    version: str = __version__
+    log_level: str = "INFO"
+    # json | console; unset: console when stderr is a terminal, else json.
+    log_format: str | None = None
+    # Drills: "links.add_link:latency=6s,links.get_links:error=0.2" (off when empty).
+    faults: str = ""
     # Comma-separated CIDRs the link checker may reach although they are not public.
     link_checker_allowed_networks: str = ""
     link_checker_connect_timeout: float = Field(3.0, gt=0)

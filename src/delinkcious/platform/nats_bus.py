@@ -329,6 +329,12 @@ class NatsBus:
         except nats.errors.Error as exc:
             log.warning("consumer %s could not settle a message (%r)", sub.consumer, exc)
 
+    async def ping(self) -> None:
+        """A round trip to the server: the readiness check of every process using the bus."""
+        if not self._nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self._nc.flush(timeout=1)
+
     async def close(self) -> None:
         """Stop fetching, give running handlers ``close_timeout`` seconds, then disconnect.
 
