@@ -11,6 +11,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	scripts/ensure-backends
+	scripts/ensure-observability-tools
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 

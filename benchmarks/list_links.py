@@ -6,6 +6,9 @@ requests/s, p50/p99 latency, errors, startup time and the server's RSS next to t
 in ``DESIGN.md``. It prints figures and never fails on them: a benchmark, not a test.
 
     .venv/bin/python benchmarks/list_links.py [--duration 10] [--connections 32] [--threads 2]
+
+It runs twice, with the observability middleware chain on (as in production) and off, and
+prints what the chain costs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,9 +148,10 @@ def stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path) -> Iterator[Server]:
+def running_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
     """Spawn ``delinkcious up`` on a free port, wait until healthy, always stop it."""
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
     command = [str(BIN), "up", "--port", str(port), "--data-dir", str(workdir / "data")]
     started = time.perf_counter()
@@ -155,6 +160,7 @@ def running_server(workdir: Path) -> Iterator[Server]:
             command,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
             start_new_session=True,  # Ctrl-C reaches only us; we stop the server ourselves
         )
     server = Server(process=process, port=port, log=log)
@@ -348,6 +354,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--rounds", type=int, default=5, help="on/off comparison rounds (5)")
+    parser.add_argument(
+        "--round-seconds", type=int, default=4, help="seconds per comparison round (4)"
+    )
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.threads) < 1:
         parser.error("--duration, --connections and --threads must be at least 1")
@@ -356,9 +366,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# The observability chain as it runs in production (logging at INFO as JSON, metrics,
+# tracing set up with sampling off), and switched off, to measure what it costs.
+CHAIN = {
+    "on": {
+        "DELINKCIOUS_MIDDLEWARE": "true",
+        "DELINKCIOUS_LOG_LEVEL": "INFO",
+        "DELINKCIOUS_LOG_FORMAT": "json",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_TRACES_SAMPLER": "always_off",
+    },
+    "off": {"DELINKCIOUS_MIDDLEWARE": "false", "OTEL_TRACES_EXPORTER": "none"},
+}
+BUDGET_CHAIN_COST = 0.10
+
+
 def benchmark(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
+    """Measure with the middleware chain on (the default), then compare it with off.
+
+    The comparison runs both servers at once and alternates short wrk rounds between them,
+    taking each one's median: this machine's speed drifts by tens of percent from minute to
+    minute, far more than the 10 % being measured, so back-to-back runs cannot tell.
+    """
+    print("\n=== middleware chain on (the default) ===")
+    measure(args, wrk, workdir / "on", CHAIN["on"])
+    print(f"\n=== chain on vs off: {args.rounds} alternating rounds of {args.round_seconds} s ===")
+    with (
+        running_server(workdir / "cmp-on", CHAIN["on"]) as on,
+        running_server(workdir / "cmp-off", CHAIN["off"]) as off,
+    ):
+        servers = {"on": on, "off": off}
+        luas = {}
+        for mode, server in servers.items():
+            token = login(server.url)
+            asyncio.run(load_links(server.url, token, LINK_COUNT))
+            luas[mode] = write_lua(workdir / f"{mode}.lua", token)
+        for limit in PAGE_SIZES:
+            rounds: dict[str, list[float]] = {"on": [], "off": []}
+            for mode, server in servers.items():  # warm both up
+                run_wrk(wrk, f"{server.url}/v1/links?limit={limit}", luas[mode], args, 2)
+            for _ in range(args.rounds):
+                for mode, server in servers.items():
+                    url = f"{server.url}/v1/links?limit={limit}"
+                    result = parse_wrk(run_wrk(wrk, url, luas[mode], args, args.round_seconds))
+                    rounds[mode].append(result.requests_per_s)
+            on_rps, off_rps = statistics.median(rounds["on"]), statistics.median(rounds["off"])
+            cost = (off_rps - on_rps) / off_rps
+            mark = verdict(cost <= BUDGET_CHAIN_COST, "over")
+            print(
+                f"  limit={limit:<4} on {on_rps:8.1f} req/s   off {off_rps:8.1f} req/s   "
+                f"cost {cost * 100:5.1f} %   (budget <= {BUDGET_CHAIN_COST * 100:.0f} %) {mark}"
+            )
+            print(f"             rounds on  {', '.join(f'{r:.0f}' for r in rounds['on'])}")
+            print(f"             rounds off {', '.join(f'{r:.0f}' for r in rounds['off'])}")
+
+
+def measure(args: argparse.Namespace, wrk: str, workdir: Path, env: dict[str, str]) -> None:
     """Start the server, load the data, measure, report."""
-    with running_server(workdir) as server:
+    with running_server(workdir, env) as server:
         idle = memory(server.process.pid)
         print(
             f"startup: {server.startup_s:.2f} s (spawn to /healthz 200), RSS {idle.rss_mib:.1f} MiB"

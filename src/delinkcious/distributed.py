@@ -18,13 +18,10 @@ from delinkcious import __version__
 from delinkcious.gateway.app import create_app
 from delinkcious.gateway.health import install_health
 from delinkcious.gateway.responses import JsonResponse
-from delinkcious.model.checker import LinkChecker
-from delinkcious.model.links import LinkManager
-from delinkcious.model.news import NewsManager
-from delinkcious.model.social import SocialGraphManager
-from delinkcious.model.users import UserManager
+from delinkcious.model.services import PROTOCOLS
 from delinkcious.platform.config import Settings
 from delinkcious.platform.health import Readiness
+from delinkcious.platform.metrics import install_metrics
 from delinkcious.platform.transport import internal_router, make_client, parse_tokens, remote
 from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.wiring import (
@@ -35,6 +32,7 @@ from delinkcious.wiring import (
     build_news,
     build_social_graph,
     build_users,
+    instrument_gateway,
 )
 
 SERVICES = ("gateway", "links", "users", "social_graph", "news", "link_checker")
@@ -43,13 +41,6 @@ CALLS = {
     "gateway": ("links", "users", "social_graph", "news"),
     "social_graph": ("users",),
     "news": ("social_graph",),
-}
-PROTOCOLS: dict[str, type] = {
-    "links": LinkManager,
-    "users": UserManager,
-    "social_graph": SocialGraphManager,
-    "news": NewsManager,
-    "link_checker": LinkChecker,
 }
 _USES_BUS = frozenset({"links", "news", "link_checker"})
 
@@ -91,15 +82,19 @@ def internal_app(
     implementation: object,
     tokens: dict[str, str],
     readiness: Readiness,
+    version: str,
 ) -> FastAPI:
     app = FastAPI(
         title=f"Delinkcious {service} (internal)",
         version=__version__,
         default_response_class=JsonResponse,
         openapi_url=None,
+        # The transport continues the caller's trace itself; a second server span is noise.
+        telemetry={"tracing": False},
     )
     app.include_router(internal_router(service, protocol, implementation, tokens))
     install_health(app, readiness)
+    install_metrics(app, version)
     return app
 
 
@@ -152,7 +147,7 @@ async def service_app(service: str, settings: Settings) -> AsyncIterator[FastAPI
 
         if service == "gateway":
             users = CachedUserManager(client("users"), ttl=settings.session_cache_seconds)
-            yield create_app(
+            app = create_app(
                 client("links"),
                 users,
                 client("social_graph"),
@@ -160,9 +155,13 @@ async def service_app(service: str, settings: Settings) -> AsyncIterator[FastAPI
                 readiness=assembly.health,
                 max_body_bytes=settings.max_body_bytes,
             )
+            instrument_gateway(app, settings)
+            yield app
             return
         implementation = await BUILDERS[service](assembly, client)
-        yield internal_app(service, PROTOCOLS[service], implementation, tokens, assembly.health)
+        yield internal_app(
+            service, PROTOCOLS[service], implementation, tokens, assembly.health, settings.version
+        )
 
 
 async def _alive(http: httpx.AsyncClient, url: str) -> None:

@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from delinkcious.gateway.access_log import AccessLogMiddleware
 from delinkcious.gateway.app import create_app
+from delinkcious.gateway.http_metrics import HttpMetricsMiddleware
 from delinkcious.link_checker.checker import CheckerSettings, HttpLinkChecker
 from delinkcious.link_checker.consumer import LinkCheckConsumer
 from delinkcious.link_checker.guard import parse_networks
@@ -23,7 +25,10 @@ from delinkcious.links.manager import LinkService
 from delinkcious.links.paging import PageTokens
 from delinkcious.links.sql_store import SqlLinkStore
 from delinkcious.links.tables import outbox
+from delinkcious.model.checker import LinkChecker
 from delinkcious.model.errors import NotFound
+from delinkcious.model.links import LinkManager
+from delinkcious.model.news import NewsManager
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.news.manager import NewsConsumer, NewsService
@@ -33,12 +38,22 @@ from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine, ensure_database
 from delinkcious.platform.health import Readiness
+from delinkcious.platform.http_tracing import TracingMiddleware
+from delinkcious.platform.metrics import (
+    MeteredBus,
+    OutboxGauge,
+    install_metrics,
+    metered_link_checker,
+)
+from delinkcious.platform.middleware.chain import Chain
+from delinkcious.platform.middleware.faults import parse_faults
 from delinkcious.platform.migrations import upgrade
 from delinkcious.platform.outbox import OutboxRelay
 from delinkcious.platform.page_tokens import SignedTokens
 from delinkcious.platform.sql_outbox import SqlOutbox
 from delinkcious.platform.startup import wait_for
 from delinkcious.platform.trace_context import current_trace_context
+from delinkcious.platform.traced_bus import TracedBus
 from delinkcious.social_graph.manager import SocialGraphService
 from delinkcious.social_graph.sql_store import SqlFollowStore
 from delinkcious.users.manager import UserService
@@ -48,11 +63,17 @@ from delinkcious.users.sql_store import SqlUserStore
 
 @dataclass
 class Assembly:
-    """What every builder needs: the settings, and where to put cleanup and readiness checks."""
+    """What every builder needs: the settings, the middleware chain every service goes
+    through, and where to put cleanup and readiness checks."""
 
     settings: Settings
     stack: AsyncExitStack
     health: Readiness = field(default_factory=Readiness)
+    chain: Chain = field(init=False)
+
+    def __post_init__(self) -> None:
+        faults = parse_faults(self.settings.faults)  # validated with the settings
+        self.chain = Chain(self.settings.version, faults, enabled=self.settings.middleware)
 
 
 async def migrated_engine(assembly: Assembly, service: str) -> AsyncEngine:
@@ -75,7 +96,7 @@ async def _select_one(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-async def build_links(assembly: Assembly, bus: Bus) -> LinkService:
+async def build_links(assembly: Assembly, bus: Bus) -> LinkManager:
     """The links service, its outbox relay running and its link.checked consumer subscribed.
 
     Build it after the services that consume its events: the in-process bus delivers only
@@ -83,28 +104,34 @@ async def build_links(assembly: Assembly, bus: Bus) -> LinkService:
     """
     stack, settings = assembly.stack, assembly.settings
     engine = await migrated_engine(assembly, "links")
-    relay = OutboxRelay(SqlOutbox(engine, outbox), bus)
+    sql_outbox = SqlOutbox(engine, outbox)
+    relay = OutboxRelay(sql_outbox, bus)
     store = SqlLinkStore(engine, on_event=relay.kick)
     stack.callback(store.close)
     statuses = LinkCheckedConsumer(store)
     await bus.subscribe("links", statuses.types, statuses.handle)
     relay.start()
     stack.push_async_callback(relay.stop)
-    return LinkService(
+    gauge = OutboxGauge(sql_outbox)
+    gauge.start()
+    stack.push_async_callback(gauge.stop)
+    core = LinkService(
         store,
         PageTokens(settings.page_token_secret(), settings.page_token_ttl_seconds),
         max_links_per_user=settings.max_links_per_user,
         trace_context=current_trace_context,
     )
+    return assembly.chain.apply(LinkManager, "links", core)
 
 
-async def build_users(assembly: Assembly) -> UserService:
+async def build_users(assembly: Assembly) -> UserManager:
     engine = await migrated_engine(assembly, "users")
     ttl = dt.timedelta(seconds=assembly.settings.session_ttl_seconds)
-    return UserService(SqlUserStore(engine), session_ttl=ttl)
+    core = UserService(SqlUserStore(engine), session_ttl=ttl)
+    return assembly.chain.apply(UserManager, "users", core)
 
 
-async def build_social_graph(assembly: Assembly, users: UserManager) -> SocialGraphService:
+async def build_social_graph(assembly: Assembly, users: UserManager) -> SocialGraphManager:
     async def user_exists(username: str) -> bool:
         try:
             await users.get_user(username)
@@ -113,7 +140,8 @@ async def build_social_graph(assembly: Assembly, users: UserManager) -> SocialGr
         return True
 
     engine = await migrated_engine(assembly, "social_graph")
-    return SocialGraphService(SqlFollowStore(engine), user_exists)
+    core = SocialGraphService(SqlFollowStore(engine), user_exists)
+    return assembly.chain.apply(SocialGraphManager, "social_graph", core)
 
 
 async def build_news_store(assembly: Assembly) -> NewsStore:
@@ -131,20 +159,20 @@ async def build_news_store(assembly: Assembly) -> NewsStore:
     return SqlNewsStore(await migrated_engine(assembly, "news"))
 
 
-async def build_news(assembly: Assembly, bus: Bus, social: SocialGraphManager) -> NewsService:
+async def build_news(assembly: Assembly, bus: Bus, social: SocialGraphManager) -> NewsManager:
     """The news service, with its consumer filling feeds from link events."""
     settings = assembly.settings
     store = await build_news_store(assembly)
     consumer = NewsConsumer(store, social, feed_cap=settings.news_feed_cap)
     await bus.subscribe("news", consumer.types, consumer.handle)
     tokens = SignedTokens(settings.page_token_secret(), settings.page_token_ttl_seconds)
-    return NewsService(store, tokens)
+    return assembly.chain.apply(NewsManager, "news", NewsService(store, tokens))
 
 
-async def build_link_checker(assembly: Assembly, bus: Bus) -> HttpLinkChecker:
+async def build_link_checker(assembly: Assembly, bus: Bus) -> LinkChecker:
     """The link checker, checking every link.added it is handed and publishing the verdict."""
     settings = assembly.settings
-    checker = HttpLinkChecker(
+    http_checker = HttpLinkChecker(
         CheckerSettings(
             allowed_networks=parse_networks(settings.link_checker_allowed_networks),
             connect_timeout=settings.link_checker_connect_timeout,
@@ -154,7 +182,9 @@ async def build_link_checker(assembly: Assembly, bus: Bus) -> HttpLinkChecker:
             backoff=settings.link_checker_backoff_seconds,
         )
     )
-    assembly.stack.push_async_callback(checker.aclose)
+    assembly.stack.push_async_callback(http_checker.aclose)
+    # Counted innermost, so an injected fault is not taken for a check result.
+    checker = assembly.chain.apply(LinkChecker, "link_checker", metered_link_checker(http_checker))
     checks = LinkCheckConsumer(checker, bus)
     await bus.subscribe(
         "link_checker",
@@ -182,8 +212,20 @@ async def build_bus(assembly: Assembly) -> Bus:
         bus = nats_bus
     else:
         bus = MemoryBus()
+    bus = TracedBus(MeteredBus(bus))
     assembly.stack.push_async_callback(bus.close)
     return bus
+
+
+def instrument_gateway(app: FastAPI, settings: Settings) -> None:
+    """The gateway's own HTTP view: a server span (outermost, so the access log carries its
+    trace id), HTTP metrics and the access log per request, and ``/metrics`` for every
+    service in the process."""
+    if settings.middleware:
+        app.add_middleware(AccessLogMiddleware)
+        app.add_middleware(HttpMetricsMiddleware)
+        app.add_middleware(TracingMiddleware, service="gateway")
+    install_metrics(app, settings.version)
 
 
 @dataclass
@@ -215,6 +257,7 @@ async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
             readiness=assembly.health,
             max_body_bytes=settings.max_body_bytes,
         )
+        instrument_gateway(app, settings)
         yield EmbeddedSystem(app=app, bus=bus)
 
 

@@ -579,3 +579,4 @@ async def test_migrations_build_a_fresh_database(
         assert versions == [head_revisions["links"]]
     finally:
         await engine.dispose()
+

@@ -30,12 +30,32 @@ def load_settings(**overrides: Any) -> Settings:
         raise click.ClickException(f"configuration error: {name}: {error['msg']}") from None
 
 
+def _observe(service: str, settings: Settings, shape: str) -> None:
+    """Logs and traces of this process, from the settings and the standard OTEL_* variables."""
+    from delinkcious.platform.logs import setup_logging
+    from delinkcious.platform.tracing import (
+        TracingConfigurationError,
+        default_exporter,
+        setup_tracing,
+    )
+
+    try:
+        setup_logging(service, settings.log_level, settings.log_format, version=settings.version)
+        setup_tracing(service, default_exporter(shape), version=settings.version)
+    except (ValueError, TracingConfigurationError) as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
 def _run_or_explain(coroutine: object) -> None:
     """Run; a dependency that never came up is a one-line error and exit code 1."""
+    from delinkcious.platform.tracing import shutdown_tracing
+
     try:
         run(coroutine)
     except DependencyUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        shutdown_tracing()
 
 
 @click.group()
@@ -67,6 +87,8 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
         sys.exit(run_processes(settings, host, port))
     from delinkcious.wiring import embedded_app
 
+    _observe("delinkcious", settings, "embedded")
+
     def ready(url: str) -> None:
         click.echo(
             f"Delinkcious {__version__} is running at {url} "
@@ -90,6 +112,7 @@ def serve_command(service: str, host: str, port: int) -> None:
         check_configuration(service, settings)
     except ConfigurationError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
+    _observe(service, settings, "processes")
 
     def ready(url: str) -> None:
         click.echo(f"{service} is serving at {url}")

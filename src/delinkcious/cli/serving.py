@@ -68,6 +68,7 @@ async def serve(
         config = uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through our logging setup, as JSON
             access_log=False,
             lifespan="off",
             server_header=False,

@@ -494,4 +494,3 @@ def smoke(url: str, timeout: float, link_url: str | None) -> None:
         return
     echo(f"smoke test FAILED against {url} in {elapsed:.1f} s")
     sys.exit(130 if run.interrupted else 1)
-

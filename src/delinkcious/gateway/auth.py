@@ -39,4 +39,6 @@ def access_token(request: Request) -> str:
 async def authenticate(request: Request) -> str:
     """The caller's username, or Unauthenticated (401)."""
     users: UserManager = request.app.state.users
-    return await users.resolve_session(access_token(request))
+    username = await users.resolve_session(access_token(request))
+    request.state.user = username  # for the access log
+    return username

@@ -110,25 +110,31 @@ class SqlLinkStore:
         self._on_event()
 
     async def _take_slot(self, conn: AsyncConnection, username: str, max_links: int) -> bool:
-        """Count the new link against the cap atomically: two racing adds cannot both pass."""
-        taken = await conn.execute(
-            update(link_owners)
-            .where(link_owners.c.username == username, link_owners.c.link_count < max_links)
-            .values(link_count=link_owners.c.link_count + 1)
-        )
-        if taken.rowcount:
-            return True
-        exists = await conn.scalar(
-            select(link_owners.c.username).where(link_owners.c.username == username)
-        )
-        if exists is not None or max_links < 1:
+        """Count the new link against the cap atomically: two racing adds cannot both pass.
+
+        The conditional UPDATE decides. When it changes nothing, the user's row is missing
+        or full: INSERT it; a unique violation means a concurrent first add created it
+        (PostgreSQL raises it only once that add committed), so the UPDATE, tried again,
+        now sees the row and its answer is final. (A SELECT in between would be wrong: the
+        row can commit after the UPDATE and before the SELECT, a false "limit reached".)
+        """
+        if max_links < 1:
             return False
-        try:
-            async with conn.begin_nested():
-                await conn.execute(insert(link_owners).values(username=username, link_count=1))
-        except IntegrityError:  # a concurrent first add created the row: count against it
-            return await self._take_slot(conn, username, max_links)
-        return True
+        for _ in range(2):
+            taken = await conn.execute(
+                update(link_owners)
+                .where(link_owners.c.username == username, link_owners.c.link_count < max_links)
+                .values(link_count=link_owners.c.link_count + 1)
+            )
+            if taken.rowcount:
+                return True
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(insert(link_owners).values(username=username, link_count=1))
+            except IntegrityError:
+                continue
+            return True
+        return False
 
     @staticmethod
     async def _write_tags(
@@ -259,9 +265,7 @@ def _page_query(with_tag: bool, with_after: bool) -> Select[Any]:
                 and_(links.c.created_at == after_time, links.c.id < bindparam("after_id")),
             )
         )
-    return query.order_by(links.c.created_at.desc(), links.c.id.desc()).limit(
-        bindparam("limit")
-    )
+    return query.order_by(links.c.created_at.desc(), links.c.id.desc()).limit(bindparam("limit"))
 
 
 _STATUSES = {status.value: status for status in LinkStatus}

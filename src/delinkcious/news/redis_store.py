@@ -64,9 +64,7 @@ class RedisNewsStore:
             ]
             await self._append(keys=keys, args=args)
 
-    async def page(
-        self, username: str, after: NewsCursor | None, limit: int
-    ) -> list[FeedItem]:
+    async def page(self, username: str, after: NewsCursor | None, limit: int) -> list[FeedItem]:
         feed, events = self._keys(username)
         if after is None:
             newest = await self._redis.zrange(feed, 0, limit - 1, desc=True, withscores=True)
@@ -77,8 +75,14 @@ class RedisNewsStore:
                 # cursor's own microsecond are fetched whole and filtered here.
                 pipe.zrange(feed, score, score, desc=True, byscore=True, withscores=True)
                 pipe.zrange(
-                    feed, f"({score}", "-inf", desc=True, byscore=True, withscores=True,
-                    offset=0, num=limit,
+                    feed,
+                    f"({score}",
+                    "-inf",
+                    desc=True,
+                    byscore=True,
+                    withscores=True,
+                    offset=0,
+                    num=limit,
                 )
                 ties, older = await pipe.execute()
             newest = [(member, s) for member, s in ties if _text(member) < after.event_id]

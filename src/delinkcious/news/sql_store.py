@@ -86,9 +86,7 @@ class SqlNewsStore:
                 update(news_feeds).where(news_feeds.c.username.in_(full)).values(size=cap)
             )
 
-    async def page(
-        self, username: str, after: NewsCursor | None, limit: int
-    ) -> list[FeedItem]:
+    async def page(self, username: str, after: NewsCursor | None, limit: int) -> list[FeedItem]:
         query = select(news_items.c.time, news_items.c.event_id, news_items.c.payload).where(
             news_items.c.username == username
         )

@@ -54,8 +54,6 @@ class NewsStore(Protocol):
         """
         ...
 
-    async def page(
-        self, username: str, after: NewsCursor | None, limit: int
-    ) -> list[FeedItem]:
+    async def page(self, username: str, after: NewsCursor | None, limit: int) -> list[FeedItem]:
         """Up to ``limit`` events strictly after ``after``, newest first."""
         ...

@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from delinkcious import __version__
 from delinkcious.link_checker.guard import parse_networks
+from delinkcious.model.services import PROTOCOLS
+from delinkcious.platform.logs import parse_format, parse_level
+from delinkcious.platform.middleware.faults import parse_faults, validate_faults
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,8 @@ class Settings(BaseSettings):
     log_format: str | None = None
     # Drills: "links.add_link:latency=6s,links.get_links:error=0.2" (off when empty).
     faults: str = ""
+    # Logging, metrics and tracing middleware; off only to measure what they cost.
+    middleware: bool = True
     # Comma-separated CIDRs the link checker may reach although they are not public.
     link_checker_allowed_networks: str = ""
     link_checker_connect_timeout: float = Field(3.0, gt=0)
@@ -67,6 +72,23 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_networks(cls, value: str) -> str:
         parse_networks(value)  # a bad CIDR fails at start, with the reason
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_level(cls, value: str) -> str:
+        parse_level(value)
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _valid_format(cls, value: str | None) -> str | None:
+        return parse_format(value)
+
+    @field_validator("faults")
+    @classmethod
+    def _valid_faults(cls, value: str) -> str:
+        validate_faults(parse_faults(value), PROTOCOLS)  # a typo fails at start, not silently
         return value
 
     def database_url(self, service: str) -> str:

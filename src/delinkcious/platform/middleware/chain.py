@@ -1,0 +1,40 @@
+"""The one middleware chain of every service, in both shapes:
+``tracing(metrics(logging(faults(core))))``.
+
+Faults sit innermost so the injected latency and errors are seen by every other layer,
+as a real slow dependency would be; tracing is outermost so its span covers them all.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from delinkcious.platform.middleware.base import Around, wrap
+from delinkcious.platform.middleware.faults import Faults, faults_middleware
+from delinkcious.platform.middleware.logging import logging_middleware
+from delinkcious.platform.middleware.metrics import metrics_middleware
+from delinkcious.platform.middleware.tracing import tracing_middleware
+
+P = TypeVar("P")
+
+
+class Chain:
+    """Builds each ``Around`` once; ``apply`` wraps a service's core in all of them."""
+
+    def __init__(self, version: str, faults: Faults, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._layers: list[Around] = []
+        if faults:
+            self._layers.append(faults_middleware(faults))
+        if enabled:
+            self._layers += [
+                logging_middleware(),
+                metrics_middleware(version),
+                tracing_middleware(),
+            ]
+
+    def apply(self, protocol: type[P], service: str, core: P) -> P:
+        wrapped = core
+        for around in self._layers:
+            wrapped = wrap(protocol, service, wrapped, around)
+        return wrapped

@@ -1,0 +1,143 @@
+"""Tracing setup: an OpenTelemetry SDK provider configured by the standard ``OTEL_*`` variables.
+
+``OTEL_TRACES_EXPORTER`` picks the exporters (``otlp``, ``console``, ``none``, or several
+separated by commas); the caller gives the default of its shape (``none`` embedded). With
+``none`` (or ``OTEL_SDK_DISABLED=true``) no SDK provider is installed at all and the SDK is
+not even imported: the tracing middleware then passes calls straight through.
+
+The rest is read by the SDK itself, as documented for it: ``OTEL_EXPORTER_OTLP_ENDPOINT``
+(or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``..._HEADERS``, ``..._TIMEOUT``, ...),
+``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``, ``OTEL_BSP_*`` for the batching,
+``OTEL_RESOURCE_ATTRIBUTES``. ``OTEL_SERVICE_NAME`` overrides the service name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from delinkcious import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+log = logging.getLogger("delinkcious.tracing")
+
+EXPORTERS = frozenset({"otlp", "console", "none"})
+INSTRUMENTATION = "delinkcious"
+
+_provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
+
+
+class TracingConfigurationError(ValueError):
+    """``OTEL_TRACES_EXPORTER`` names an exporter this program does not have."""
+
+
+def exporters_from_env(default: str = "none") -> tuple[str, ...]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` asks for (``()`` when tracing is off)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "").strip() or default
+    names = tuple(dict.fromkeys(name.strip().lower() for name in raw.split(",") if name.strip()))
+    unknown = [name for name in names if name not in EXPORTERS]
+    if unknown:
+        raise TracingConfigurationError(
+            f"OTEL_TRACES_EXPORTER: unknown exporter {unknown[0]!r}; "
+            "use otlp, console or none (or several, comma-separated)"
+        )
+    if "none" in names:
+        if len(names) > 1:
+            raise TracingConfigurationError("OTEL_TRACES_EXPORTER: 'none' cannot be combined")
+        return ()
+    return names
+
+
+def default_exporter(shape: str) -> str:
+    """The exporter when ``OTEL_TRACES_EXPORTER`` is unset: ``none`` embedded; in the processes
+    shape ``otlp`` once an OTLP endpoint is configured (else ``none``: an exporter with no
+    collector would only log a failed export every few seconds).
+    """
+    if shape == "embedded":
+        return "none"
+    configured = any(
+        os.environ.get(name, "").strip()
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    return "otlp" if configured else "none"
+
+
+def build_provider(
+    service: str, exporters: tuple[str, ...], version: str = __version__
+) -> TracerProvider:
+    """A provider (not installed) exporting through ``exporters`` in background batches.
+
+    The sampler and every exporter setting come from the environment, read by the SDK.
+    """
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or service
+    # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES; ours win where they overlap.
+    resource = Resource.create({SERVICE_NAME: name, SERVICE_VERSION: version})
+    provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER(_ARG)
+    for exporter in exporters:
+        if exporter == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif exporter == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    return provider
+
+
+def setup_tracing(
+    service: str, default_exporter: str = "none", *, version: str = __version__
+) -> TracerProvider | None:
+    """Install this process's tracer provider from the ``OTEL_*`` variables; once per process.
+
+    ``version`` is the resource's ``service.version`` (give ``Settings.version``, the one
+    the metrics carry, so a canary's traces can be told from its baseline's).
+
+    Returns the provider, or ``None`` when the exporter is ``none``: then nothing is
+    installed and spans cost nothing. Raises ``TracingConfigurationError`` for an unknown
+    exporter (a configuration error: say it and exit). A second call returns the first
+    provider (OpenTelemetry's global provider can be set only once).
+    """
+    global _provider, _tracer
+    if _provider is not None:
+        return _provider
+    exporters = exporters_from_env(default_exporter)
+    if not exporters:
+        return None
+    provider = build_provider(service, exporters, version)
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    _tracer = provider.get_tracer(INSTRUMENTATION, __version__)
+    log.info("tracing %s with %s", service, ", ".join(exporters))
+    return provider
+
+
+def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
+    """Export the spans still queued and stop the exporters (call it once, on exit)."""
+    global _tracer
+    if _provider is None:
+        return
+    try:
+        _provider.force_flush(int(timeout_seconds * 1000))
+    finally:
+        _provider.shutdown()
+        _tracer = None  # spans after shutdown would be dropped anyway: stop making them
+
+
+def active_tracer() -> trace.Tracer | None:
+    """The tracer of the installed provider, or ``None`` when no spans are being recorded.
+
+    ``None`` also before ``setup_tracing`` and after ``shutdown_tracing``; the middleware
+    checks it per call, so it may be built before tracing is set up.
+    """
+    return _tracer
