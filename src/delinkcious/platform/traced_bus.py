@@ -14,8 +14,9 @@ tracer set up, events pass through untouched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
@@ -56,11 +57,29 @@ def _producer_parent(event: Event) -> Context | None:
     return carried
 
 
-def _fail(span: trace.Span, exc: Exception) -> None:
-    if span.is_recording():
-        span.record_exception(exc)
-        span.set_attribute("error.type", type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+@contextlib.contextmanager
+def _current_span(
+    tracer: trace.Tracer,
+    name: str,
+    parent: Context | None,
+    kind: SpanKind,
+    attributes: dict[str, str],
+) -> Iterator[tuple[trace.Span, Context]]:
+    """A span made current for the block, marked failed if the block raises, then ended."""
+    span = tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+    here = trace.set_span_in_context(span, parent)
+    token = context.attach(here)
+    try:
+        yield span, here
+    except Exception as exc:
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        context.detach(token)
+        span.end()
 
 
 class TracedBus:
@@ -81,32 +100,21 @@ class TracedBus:
         if tracer is None:
             await self.inner.publish(event)
             return
+        attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.destination.name": event.type.value,
+            "messaging.message.id": event.id,
+        }
         parent = _producer_parent(event)
-        span = tracer.start_span(
-            f"publish {event.type}",
-            context=parent,
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": SYSTEM,
-                "messaging.operation.type": "send",
-                "messaging.destination.name": event.type.value,
-                "messaging.message.id": event.id,
-            },
-        )
-        here = trace.set_span_in_context(span, parent)
-        token = context.attach(here)
-        try:
+        with _current_span(
+            tracer, f"publish {event.type}", parent, SpanKind.PRODUCER, attributes
+        ) as (span, here):
             if span.get_span_context().is_valid:
                 carrier: dict[str, str] = {}
                 propagate.inject(carrier, context=here)
                 event = dataclasses.replace(event, trace=carrier)
             await self.inner.publish(event)
-        except Exception as exc:
-            _fail(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            span.end()
 
     async def subscribe(
         self, consumer: str, types: Iterable[EventType], handler: Handler, concurrency: int = 8
@@ -121,28 +129,21 @@ class TracedBus:
             if tracer is None:
                 await handler(event)
                 return
-            parent = _event_context(event)
-            span = tracer.start_span(
+            attributes = {
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.destination.name": event.type.value,
+                "messaging.consumer.group.name": consumer,
+                "messaging.message.id": event.id,
+            }
+            with _current_span(
+                tracer,
                 f"{consumer} handle {event.type}",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": SYSTEM,
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": event.type.value,
-                    "messaging.consumer.group.name": consumer,
-                    "messaging.message.id": event.id,
-                },
-            )
-            token = context.attach(trace.set_span_in_context(span, parent))
-            try:
+                _event_context(event),
+                SpanKind.CONSUMER,
+                attributes,
+            ):
                 await handler(event)
-            except Exception as exc:
-                _fail(span, exc)
-                raise
-            finally:
-                context.detach(token)
-                span.end()
 
         handle.__qualname__ = f"traced({getattr(handler, '__qualname__', 'handler')})"
         return handle
