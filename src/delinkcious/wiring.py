@@ -14,9 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from delinkcious.gateway.access_log import AccessLogMiddleware
 from delinkcious.gateway.app import create_app
-from delinkcious.gateway.http_metrics import HttpMetricsMiddleware
+from delinkcious.gateway.http_observability import HttpObservabilityMiddleware
 from delinkcious.link_checker.checker import CheckerSettings, HttpLinkChecker
 from delinkcious.link_checker.consumer import LinkCheckConsumer
 from delinkcious.link_checker.guard import parse_networks
@@ -38,7 +37,6 @@ from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine, ensure_database
 from delinkcious.platform.health import Readiness
-from delinkcious.platform.http_tracing import TracingMiddleware
 from delinkcious.platform.metrics import (
     MeteredBus,
     OutboxGauge,
@@ -218,13 +216,10 @@ async def build_bus(assembly: Assembly) -> Bus:
 
 
 def instrument_gateway(app: FastAPI, settings: Settings) -> None:
-    """The gateway's own HTTP view: a server span (outermost, so the access log carries its
-    trace id), HTTP metrics and the access log per request, and ``/metrics`` for every
-    service in the process."""
+    """The gateway's own HTTP view (a server span, HTTP metrics and an access-log line per
+    request) and ``/metrics`` for every service in the process."""
     if settings.middleware:
-        app.add_middleware(AccessLogMiddleware)
-        app.add_middleware(HttpMetricsMiddleware)
-        app.add_middleware(TracingMiddleware, service="gateway")
+        app.add_middleware(HttpObservabilityMiddleware, service="gateway")
     install_metrics(app, settings.version)
 
 

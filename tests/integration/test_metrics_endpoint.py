@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from delinkcious.gateway.http_metrics import HttpMetricsMiddleware
+from delinkcious.gateway.http_observability import HttpObservabilityMiddleware
 from delinkcious.links.tables import metadata, outbox
 from delinkcious.model.checker import CheckResult
 from delinkcious.model.errors import NotFound
@@ -110,7 +110,7 @@ def tiny_app() -> FastAPI:
         return {"thing": name}
 
     app.mount("/sub", sub)
-    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(HttpObservabilityMiddleware)
     return app
 
 

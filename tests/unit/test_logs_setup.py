@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
-from delinkcious.platform.logs import REDACTED, capped, parse_format, parse_level, scrub
+from delinkcious.platform.logs import (
+    REDACTED,
+    capped,
+    parse_format,
+    parse_level,
+    scrub,
+    setup_logging,
+)
 from tests.support.logs import Captured, assert_line_fields, restored_logging
 
 SECRET = "s3cr3t-value-42"
@@ -258,3 +269,97 @@ def test_capped_cuts_long_lists_before_encoding_them() -> None:
     assert page.startswith('[{"name":"user0","api_token":null},')
     assert "user499" not in page
     assert "more)" in page or page.endswith('(truncated)"')
+
+
+# --- HotLogger: the access log's direct JSON line ------------------------------------------
+
+
+def test_a_hot_line_is_the_line_structlog_would_write(logs: Captured) -> None:
+    from delinkcious.platform.logs import HotLogger, setup_logging
+
+    setup_logging("gateway", "INFO", "json", logs.stream, version="1.2.3")
+    fields = {"route": "/v1/links", "status": 200, "duration_ms": 1.5, "user": None}
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("request"):
+        structlog.get_logger("delinkcious.access").info("request", called_from="m:f:1", **fields)
+        HotLogger("delinkcious.access", "m:f:1").log(logging.INFO, "request", fields)
+    slow, hot = logs.records()
+    assert list(hot) == list(slow)  # same fields, same order
+    del slow["timestamp"], hot["timestamp"]
+    assert hot == slow
+    assert hot["trace_id"] is not None and hot["version"] == "1.2.3"
+
+
+def test_a_hot_logger_follows_the_level_and_the_format(logs: Captured) -> None:
+    from delinkcious.platform.logs import HotLogger
+
+    hot = HotLogger("delinkcious.access", "m:f:1")
+    logs.setup(level="WARNING")
+    assert not hot.enabled(logging.INFO) and hot.enabled(logging.ERROR)
+    logs.setup(level="INFO", fmt="console")
+    assert hot.enabled(logging.INFO) and not hot.enabled(logging.DEBUG)
+    hot.log(logging.ERROR, "request", {"route": "/v1/links", "status": 503})
+    [line] = logs.lines()
+    assert "request" in line and "status=503" in line and "error" in line and "{" not in line
+
+
+# --- the writer: JSON straight to the descriptor, hot lines batched per loop turn ----------
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "stderr.log"
+    with restored_logging(), path.open("w") as stream:
+        setup_logging("gateway", "INFO", "json", stream)
+        yield path
+
+
+def lines_in(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_hot_lines_of_one_loop_turn_go_out_together_at_its_end(log_file: Path) -> None:
+    from delinkcious.platform.logs import HotLogger
+
+    hot = HotLogger("delinkcious.access", "m:f:1")
+    hot.log(logging.INFO, "request", {"n": 1})
+    hot.log(logging.INFO, "request", {"n": 2})
+    assert lines_in(log_file) == []  # still this turn
+    await asyncio.sleep(0)
+    assert [line["n"] for line in lines_in(log_file)] == [1, 2]
+
+
+async def test_any_other_line_writes_the_waiting_hot_lines_first(log_file: Path) -> None:
+    from delinkcious.platform.logs import HotLogger
+
+    HotLogger("delinkcious.access", "m:f:1").log(logging.INFO, "request", {"n": 1})
+    structlog.get_logger().warning("after")
+    assert [line["event"] for line in lines_in(log_file)] == ["request", "after"]
+    await asyncio.sleep(0)
+    assert len(lines_in(log_file)) == 2  # the scheduled flush found nothing more to write
+
+
+def test_outside_an_event_loop_a_hot_line_is_written_at_once(log_file: Path) -> None:
+    from delinkcious.platform.logs import HotLogger
+
+    HotLogger("delinkcious.access", "m:f:1").log(logging.INFO, "request", {"n": 1})
+    assert [line["n"] for line in lines_in(log_file)] == [1]
+
+
+def test_a_hot_line_of_the_last_loop_turn_is_not_lost_at_exit(tmp_path: Path) -> None:
+    program = (
+        "import asyncio, logging\n"
+        "from delinkcious.platform.logs import HotLogger, setup_logging\n"
+        "setup_logging('gateway', 'INFO', 'json')\n"
+        "async def main():\n"
+        "    HotLogger('delinkcious.access', 'm:f:1').log(logging.INFO, 'request', {'n': 1})\n"
+        "    asyncio.get_running_loop().stop()\n"  # the loop ends before its next turn
+        "loop = asyncio.new_event_loop()\n"
+        "loop.create_task(main())\n"
+        "loop.run_forever()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]
+    assert (line["event"], line["n"]) == ("request", 1)

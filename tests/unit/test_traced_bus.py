@@ -215,3 +215,20 @@ async def _nothing(event: Event) -> None:
 
 def test_the_w3c_fields_are_what_events_carry() -> None:
     assert {"traceparent", "tracestate"} <= propagate.get_global_textmap().fields
+
+
+async def test_spans_the_sampler_would_drop_are_not_started_and_the_trace_carries_on() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tracer = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+    wire = JsonBus(initial_backoff=0.001)
+    seen: list[dict[str, str]] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(current_trace_context())
+
+    await TracedBus(wire, tracer).subscribe("news", [EventType.LINK_ADDED], handle)
+    unsampled = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}
+    await TracedBus(wire, tracer).publish(added())  # no trace: none begins here
+    await TracedBus(wire, tracer).publish(added(trace=unsampled))  # carried on as it came
+    assert seen == [{}, unsampled]

@@ -1,16 +1,17 @@
-"""The tracing middleware (a span per Protocol call), the HTTP server span, and the setup."""
+"""The tracing middleware (a span per Protocol call) and the setup.
+
+The gateway's HTTP server span is tested with the rest of its HTTP view
+(``test_http_observability``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -124,47 +125,93 @@ async def test_without_a_provider_calls_pass_through_and_nothing_records() -> No
         await greeter.find("nobody")
 
 
-async def test_a_sampled_out_call_records_nothing_but_keeps_the_decision(exporter) -> None:
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+class CountingTracer:
+    """A real SDK tracer that counts the spans asked of it."""
 
-    provider = TracerProvider(sampler=ALWAYS_OFF)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    def __init__(self, sampler: sampling.Sampler, exporter: InMemorySpanExporter) -> None:
+        provider = TracerProvider(sampler=sampler)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        self._tracer = provider.get_tracer("t")
+        self.sampler = sampler
+        self.started = 0
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        self.started += 1
+        return self._tracer.start_span(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "sampler", [sampling.ALWAYS_OFF, sampling.ParentBased(sampling.ALWAYS_OFF)], ids=str
+)
+async def test_a_root_the_sampler_never_samples_is_not_even_started(exporter, sampler) -> None:
+    tracer = CountingTracer(sampler, exporter)
     core = Core()
-    greeter = wrap(Greeter, "greeter", core, tracing_middleware(provider.get_tracer("t")))
-    await greeter.greet("ada")
+    greeter = wrap(Greeter, "greeter", core, tracing_middleware(tracer))  # type: ignore[arg-type]
+    assert await greeter.greet("ada") == "hello ada"
+    assert tracer.started == 0
+    assert core.seen_context == {}  # as with tracing off: no trace begins here
     assert exporter.get_finished_spans() == ()
-    flags = int(core.seen_context["traceparent"].rsplit("-", 1)[1], 16)
-    assert not flags & 0x01  # the children are not sampled either
 
 
-# --- the SERVER span of the public HTTP API ---------------------------------------------
-# FastAPI makes it itself once a provider is installed; the gateway relies on that.
+async def test_under_a_sampled_parent_the_sampler_still_decides(exporter) -> None:
+    tracer = CountingTracer(sampling.ALWAYS_OFF, exporter)
+    core = Core()
+    greeter = wrap(Greeter, "greeter", core, tracing_middleware(tracer))  # type: ignore[arg-type]
+    sampled = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+    )
+    with trace.use_span(sampled):
+        await greeter.greet("ada")
+    assert tracer.started == 1 and exporter.get_finished_spans() == ()
+    _, trace_id, span_id, flags = core.seen_context["traceparent"].split("-")
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
+    assert not int(flags, 16) & 0x01  # dropped here, so not sampled further on either
 
 
-async def test_the_gateway_gets_a_server_span_per_route_continuing_w3c_context(exporter) -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = FastAPI(telemetry={"tracer_provider": provider, "operation_spans": False})
-    seen: dict[str, str] = {}
+@pytest.mark.parametrize(
+    ("sampler", "root", "unsampled_child", "sampled_child"),
+    [
+        (sampling.ALWAYS_ON, True, True, True),
+        (sampling.ALWAYS_OFF, False, False, True),
+        (sampling.ParentBased(sampling.ALWAYS_ON), True, False, True),
+        (sampling.ParentBased(sampling.ALWAYS_OFF), False, False, True),
+        (sampling.TraceIdRatioBased(0.0), False, False, True),
+        (sampling.TraceIdRatioBased(0.001), True, True, True),
+        (sampling.ParentBasedTraceIdRatio(0.0), False, False, True),
+        (sampling.ParentBasedTraceIdRatio(0.001), True, False, True),
+    ],
+    ids=lambda value: value.get_description() if isinstance(value, sampling.Sampler) else None,
+)
+def test_a_span_is_worth_starting_when_its_sampler_could_keep_it(
+    sampler: sampling.Sampler, root: bool, unsampled_child: bool, sampled_child: bool
+) -> None:
+    tracer = TracerProvider(sampler=sampler).get_tracer("t")
 
-    @app.post("/v1/things/{name}")
-    async def thing(name: str) -> JSONResponse:
-        seen.update(current_trace_context())
-        return JSONResponse({}, status_code=201)
+    def parent(flags: int) -> trace.SpanContext:
+        return trace.SpanContext(7, 9, is_remote=True, trace_flags=trace.TraceFlags(flags))
 
-    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        headers = {"traceparent": f"00-{trace_id}-{span_id}-01"}
-        assert (await client.post("/v1/things/a", headers=headers)).status_code == 201
-    (span,) = exporter.get_finished_spans()
-    assert span.kind is SpanKind.SERVER
-    assert span.name == "POST /v1/things/{name}"  # the route template, never the raw path
-    assert trace.format_trace_id(span.context.trace_id) == trace_id
-    assert span.parent is not None and trace.format_span_id(span.parent.span_id) == span_id
-    # Current while the handler runs: its remote calls carry it on.
-    assert trace.format_span_id(span.context.span_id) in seen["traceparent"]
-    provider.shutdown()
+    assert tracing_setup.worth_a_span(tracer, trace.INVALID_SPAN_CONTEXT) is root
+    assert tracing_setup.worth_a_span(tracer, parent(0)) is unsampled_child
+    assert tracing_setup.worth_a_span(tracer, parent(1)) is sampled_child
+
+
+def test_a_sampler_of_another_kind_is_assumed_to_sample_roots_and_follow_parents() -> None:
+    class ByName(sampling.Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> sampling.SamplingResult:
+            return sampling.SamplingResult(sampling.Decision.DROP)
+
+        def get_description(self) -> str:
+            return "ByName"
+
+    tracer = TracerProvider(sampler=ByName()).get_tracer("t")
+    unsampled = trace.SpanContext(7, 9, is_remote=True, trace_flags=trace.TraceFlags(0))
+    assert tracing_setup.worth_a_span(tracer, trace.INVALID_SPAN_CONTEXT)
+    assert not tracing_setup.worth_a_span(tracer, unsampled)
 
 
 # --- setup from the standard variables --------------------------------------------------

@@ -115,7 +115,7 @@ def create_app(
         summary="Social bookmarking: save links, follow people, read their news.",
         default_response_class=JsonResponse,
         responses=_ERRORS,
-        # Server spans come from our TracingMiddleware (sample-aware, far cheaper).
+        # Server spans come from our HttpObservabilityMiddleware (sample-aware, far cheaper).
         telemetry={"tracing": False},
     )
     app.state.users = users

@@ -15,11 +15,14 @@ are scrubbed from strings, so a secret never reaches the output.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import dataclasses
 import datetime as dt
 import enum
 import functools
 import logging
+import os
 import re
 import sys
 import threading
@@ -417,12 +420,11 @@ _LEVEL_ALIASES = {"warn": "warning", "exception": "error", "err": "error", "fata
 def utc_timestamp() -> str:
     """Now, UTC, ISO 8601 with microseconds and ``Z`` (the seconds formatted once each)."""
     global _STAMP
-    now = time.time()
-    second = int(now)
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     stamp = _STAMP
     if stamp[0] != second:
         stamp = _STAMP = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return "%s.%06dZ" % (stamp[1], micro)  # noqa: UP031 (faster than an f-string here)
 
 
 def _common_fields(static: dict[str, str]) -> Processor:
@@ -437,16 +439,21 @@ def _common_fields(static: dict[str, str]) -> Processor:
         event_dict["timestamp"] = utc_timestamp()
         for key, value in items:
             event_dict.setdefault(key, value)
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
-            event_dict.setdefault("span_id", format(context.span_id, "016x"))
-        else:
-            event_dict.setdefault("trace_id", None)
-            event_dict.setdefault("span_id", None)
+        trace_id, span_id = trace_ids()
+        event_dict.setdefault("trace_id", trace_id)
+        event_dict.setdefault("span_id", span_id)
         return event_dict
 
     return add_common_fields
+
+
+def trace_ids() -> tuple[str | None, str | None]:
+    """``trace_id`` and ``span_id`` of the current span, in hex; ``None`` outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None, None
+    # bytes.hex: the same digits as format(id, "032x"), in a third of the time
+    return context.trace_id.to_bytes(16, "big").hex(), context.span_id.to_bytes(8, "big").hex()
 
 
 def _drop_missing_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -551,22 +558,93 @@ def _unwrap_sanitized(_: WrappedLogger, __: str, event_dict: EventDict) -> Event
 
 
 class _LineWriter:
-    """Where rendered lines go: one ``write`` per line, under a lock shared with ``logging``."""
+    """Where rendered lines go, in order, under one lock (``logging`` may write from threads).
 
-    def __init__(self, stream: TextIO, lock: threading.Lock) -> None:
+    JSON lines to a stream with a file descriptor (stderr, a file) go out as UTF-8 with
+    ``os.write``: no text layer to encode and flush. Lines of a hot path (``write_hot``,
+    the access log) written from the event loop wait for the end of the loop's turn and
+    go out together: under load one system call carries the lines of many requests (about
+    20 with 32 connections on ``GET /v1/links``), and a line waits no longer than the
+    turn. Every other line first writes out those waiting, so the order holds; so does
+    exit. Console lines (for people, whose terminal has its own encoding) and streams
+    without a descriptor (a StringIO) go through the stream's ``write`` and ``flush``.
+    """
+
+    def __init__(self, stream: TextIO, raw: bool) -> None:
         self._stream = stream
-        self._lock = lock
+        self._lock = threading.Lock()
+        self._fd = _descriptor_of(stream) if raw else None
+        self._waiting: list[bytes] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # a flush is scheduled there
 
     def msg(self, line: str) -> None:
+        if self._fd is None:
+            with self._lock:
+                try:
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
+                except (OSError, ValueError):  # stderr closed or gone: a log line never fails
+                    pass
+            return
+        encoded = line.encode("utf-8", "backslashreplace") + b"\n"
         with self._lock:
-            try:
-                self._stream.write(line + "\n")
-                self._stream.flush()
-            except (OSError, ValueError):  # stderr closed or gone: a log line never fails a call
-                pass
+            if self._waiting:
+                self._waiting.append(encoded)
+                self._write_waiting()
+            else:
+                self._write(encoded)
+
+    def write_hot(self, line: bytes) -> None:
+        """A line of a hot path (UTF-8, ending in a newline), batched per event-loop turn."""
+        if self._fd is None:
+            self.msg(line[:-1].decode())
+            return
+        with self._lock:
+            self._waiting.append(line)
+            scheduled = self._flush_on
+            if scheduled is not None and not scheduled.is_closed():
+                return  # the first line of the batch asked its loop for a flush
+            # Looked up once per batch: asyncio checks getpid() on every lookup, a system
+            # call that cost as much as the rest of the line.
+            loop = asyncio._get_running_loop()
+            if loop is None:
+                self._write_waiting()
+            else:
+                self._flush_on = loop
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write out the lines waiting for the end of the loop's turn."""
+        with self._lock:
+            self._flush_on = None
+            if self._waiting:
+                self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        data = b"".join(self._waiting)
+        self._waiting.clear()
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        fd = self._fd
+        try:
+            while data and fd is not None:  # a pipe may take part of it
+                data = data[os.write(fd, data) :]
+        except OSError:  # stderr closed or gone: a log line never fails a call
+            pass
 
     log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
     failure = msg
+
+
+def _descriptor_of(stream: TextIO) -> int | None:
+    """The file descriptor under ``stream``, its buffer flushed first; None when it has none."""
+    try:
+        fd = stream.fileno()
+        stream.flush()  # what it holds goes out before our lines
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError
+        return None
+    return fd
 
 
 class _LoggingHandler(logging.Handler):
@@ -655,11 +733,19 @@ def setup_logging(
         redact_processor,
         *renderers,
     ]
-    writer = _LineWriter(out, threading.Lock())
+    writer = _LineWriter(out, raw=chosen == "json")
     native = [_json_line(common_fields)] if chosen == "json" else [*common, *tail]
 
-    global _generation
+    global _generation, _json_output, _writer
     _generation += 1
+    if _writer is not None:
+        _writer.flush()
+    _writer = writer
+    _json_output = (
+        _JsonOutput(writer, min_level, service, {k: v for k, v in static.items() if k != "service"})
+        if chosen == "json"
+        else None
+    )
     structlog.reset_defaults()
     structlog.configure(
         processors=native,
@@ -689,6 +775,33 @@ def setup_logging(
 
 
 _generation = 0  # how many times setup_logging has run
+_writer: _LineWriter | None = None  # the one setup_logging made last
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _writer is not None:
+        _writer.flush()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _JsonOutput:
+    """Where ``setup_logging`` sends JSON lines, for ``HotLogger``."""
+
+    writer: _LineWriter
+    min_level: int
+    service: str
+    extra: dict[str, str]  # the other static fields (version)
+
+
+_json_output: _JsonOutput | None = None  # None: console format, or not set up
+_LEVEL_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
 
 
 class CachedLogger:
@@ -710,3 +823,53 @@ class CachedLogger:
             self._logger = structlog.get_logger(self._name).bind()
             self._generation = _generation
         return self._logger
+
+
+class HotLogger:
+    """A logger for one call site on a hot path, whose fields are flat and safe as they are.
+
+    The gateway's access log writes a line per HTTP request; through structlog's processors
+    the line took 17 µs, here 6 µs (each with its write, timed in a loop), and at INFO it
+    is most of what the observability chain costs a request. Its fields are few, flat and
+    written by our own code (a route template, a validated
+    username, an address, numbers), so in JSON it is rendered here by orjson in one step:
+    no processor chain, no call-site walk (``called_from`` is given once), no redaction
+    walk. The line has the same fields in the same order as structlog's. In the console
+    format, or before ``setup_logging``, it goes through structlog like any other line.
+
+    The caller vouches for its fields: ints, floats, None, and strings that hold no secret;
+    none named like a field every line has (``service``, ``version``, ``trace_id``, ...).
+    """
+
+    __slots__ = ("_called_from", "_structlog")
+
+    def __init__(self, name: str, called_from: str) -> None:
+        self._called_from = called_from
+        self._structlog = CachedLogger(name)
+
+    def enabled(self, level: int) -> bool:
+        """Whether a line at ``level`` would be written (check before gathering fields)."""
+        out = _json_output
+        if out is not None:
+            return level >= out.min_level
+        check = getattr(self._structlog.get(), "is_enabled_for", None)
+        return True if check is None else bool(check(level))
+
+    def log(self, level: int, event: str, fields: dict[str, str | int | float | None]) -> None:
+        out = _json_output
+        if out is None:
+            self._structlog.get().log(level, event, called_from=self._called_from, **fields)
+            return
+        trace_id, span_id = trace_ids()
+        line = {
+            "timestamp": utc_timestamp(),
+            "level": _LEVEL_NAMES[level],
+            "service": out.service,
+            "event": event,
+            "called_from": self._called_from,
+            **fields,
+            **out.extra,
+            "trace_id": trace_id,
+            "span_id": span_id,
+        }
+        out.writer.write_hot(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))

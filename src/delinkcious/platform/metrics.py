@@ -22,7 +22,6 @@ from prometheus_client import (
     REGISTRY,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     make_asgi_app,
 )
@@ -34,6 +33,7 @@ from delinkcious.model.errors import DelinkciousError, Unavailable
 from delinkcious.model.events import Event, EventType
 from delinkcious.platform.bus import Bus, Handler
 from delinkcious.platform.middleware.base import Invocation, wrap
+from delinkcious.platform.request_metrics import RequestMetrics
 
 log = logging.getLogger("delinkcious.metrics")
 
@@ -49,26 +49,31 @@ SUCCESS = "success"
 CLIENT_ERROR = "client_error"  # a DelinkciousError the caller caused (4xx at the gateway)
 ERROR = "error"  # everything else, Unavailable (and injected faults) included
 
-REQUESTS = Counter(
-    "delinkcious_requests_total",
-    "Service calls, by service, method, outcome (success, client_error, error) and version.",
-    ("service", "method", "outcome", "version"),
-)
-REQUEST_DURATION = Histogram(
-    "delinkcious_request_duration_seconds",
-    "Duration of service calls in seconds, by service, method and version.",
-    ("service", "method", "version"),
+SERVICE_REQUESTS = RequestMetrics(
+    counter=(
+        "delinkcious_requests_total",
+        "Service calls, by service, method, outcome (success, client_error, error) and version.",
+    ),
+    histogram=(
+        "delinkcious_request_duration_seconds",
+        "Duration of service calls in seconds, by service, method and version.",
+    ),
+    labels=("service", "method", "version"),
+    outcome_label="outcome",
+    outcomes=(SUCCESS, CLIENT_ERROR, ERROR),
     buckets=DURATION_BUCKETS,
 )
-HTTP_REQUESTS = Counter(
-    "delinkcious_http_requests_total",
-    "HTTP requests to the gateway, by route template, method and status.",
-    ("route", "method", "status"),
-)
-HTTP_REQUEST_DURATION = Histogram(
-    "delinkcious_http_request_duration_seconds",
-    "Duration of HTTP requests to the gateway in seconds, by route template and method.",
-    ("route", "method"),
+HTTP_REQUESTS = RequestMetrics(
+    counter=(
+        "delinkcious_http_requests_total",
+        "HTTP requests to the gateway, by route template, method and status.",
+    ),
+    histogram=(
+        "delinkcious_http_request_duration_seconds",
+        "Duration of HTTP requests to the gateway in seconds, by route template and method.",
+    ),
+    labels=("route", "method"),
+    outcome_label="status",
     buckets=DURATION_BUCKETS,
 )
 EVENTS_PUBLISHED = Counter(

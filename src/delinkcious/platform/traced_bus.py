@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from delinkcious.model.events import Event, EventType
 from delinkcious.platform.bus import Bus, Handler
-from delinkcious.platform.tracing import active_tracer
+from delinkcious.platform.tracing import active_tracer, worth_a_span
 
 SYSTEM = "delinkcious"
 
@@ -65,7 +65,19 @@ def _current_span(
     kind: SpanKind,
     attributes: dict[str, str],
 ) -> Iterator[tuple[trace.Span, Context]]:
-    """A span made current for the block, marked failed if the block raises, then ended."""
+    """A span made current for the block, marked failed if the block raises, then ended.
+
+    When the sampler is sure to drop it (``worth_a_span``), no span: the parent's context
+    is made current as it is (its span is what the block gets), so the trace carries on.
+    """
+    if not worth_a_span(tracer, trace.get_current_span(parent).get_span_context()):
+        under = parent if parent is not None else context.get_current()
+        token = context.attach(under)
+        try:
+            yield trace.get_current_span(under), under
+        finally:
+            context.detach(token)
+        return
     span = tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
     here = trace.set_span_in_context(span, parent)
     token = context.attach(here)

@@ -13,6 +13,7 @@ The rest is read by the SDK itself, as documented for it: ``OTEL_EXPORTER_OTLP_E
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from delinkcious import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 log = logging.getLogger("delinkcious.tracing")
 
@@ -132,6 +134,48 @@ def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
     finally:
         _provider.shutdown()
         _tracer = None  # spans after shutdown would be dropped anyway: stop making them
+
+
+def worth_a_span(tracer: trace.Tracer, parent: trace.SpanContext) -> bool:
+    """Whether a span under ``parent`` (not valid: a root) could be sampled by ``tracer``.
+
+    A span its sampler is sure to drop records nothing, and skipping it changes no trace:
+    the context stays the parent's, which carries an unsampled trace on (or none, as with
+    tracing off). It saves the SDK's 5 µs per span, much of what tracing with sampling off
+    cost a request. With the SDK's samplers: a child of an unsampled parent is dropped
+    (unless ``always_on``), a root under ``always_off``, ``parentbased_always_off`` or a
+    ratio of 0. Any other sampler might decide by name or attributes: it is assumed to
+    sample roots and to follow its parent's decision.
+    """
+    roots, unsampled_children = _may_sample(getattr(tracer, "sampler", None))
+    if parent.is_valid:
+        return unsampled_children or parent.trace_flags.sampled
+    return roots
+
+
+@functools.lru_cache(maxsize=32)
+def _may_sample(sampler: Sampler | None) -> tuple[bool, bool]:
+    """(may sample a root, may sample a child of an unsampled parent), asked of ``sampler``.
+
+    Asked with trace id 1, which any ratio above 0 samples (ratio samplers compare the
+    low 64 bits of the trace id with the ratio of 2**64).
+    """
+    from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
+
+    if not isinstance(sampler, (StaticSampler, TraceIdRatioBased, ParentBased)):
+        return True, False
+
+    def sampled(parent: trace.SpanContext | None) -> bool:
+        under = None
+        if parent is not None:
+            under = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        return sampler.should_sample(under, 1, "probe").decision.is_sampled()
+
+    unsampled = (
+        trace.SpanContext(1, 1, is_remote=remote, trace_flags=trace.TraceFlags(0))
+        for remote in (True, False)
+    )
+    return sampled(None), any(sampled(parent) for parent in unsampled)
 
 
 def active_tracer() -> trace.Tracer | None:

@@ -1,11 +1,10 @@
-"""``wrap``: one generated class per (Protocol, middleware), no code per method."""
+"""``wrap``: one generated class per (Protocol, middleware chain), no code per method."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from delinkcious.platform.transport.introspection import Method, describe
 
@@ -13,9 +12,12 @@ P = TypeVar("P")
 Call = Callable[..., Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """One call going through a middleware: which service and method, with what."""
+class Invocation(NamedTuple):
+    """One call going through a middleware: which service and method, with what.
+
+    Immutable, since every layer of a chain sees the same one; a named tuple rather than
+    a frozen dataclass, which costs twice as much to build, once per call.
+    """
 
     service: str
     method: Method
@@ -32,32 +34,44 @@ class Invocation:
 Around = Callable[[Invocation, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-def wrap(protocol: type[P], service: str, inner: P, around: Around) -> P:
-    """An object implementing ``protocol`` whose every method runs through ``around``.
+def wrap(protocol: type[P], service: str, inner: P, *arounds: Around) -> P:
+    """An object implementing ``protocol`` whose every method runs through ``arounds``.
 
-    Errors raised by ``inner`` pass through unchanged unless ``around`` itself decides
-    otherwise; method names, docstrings and markers (``@idempotent``) are kept.
+    ``wrap(P, "links", core, logging, metrics, tracing)`` is
+    ``tracing(metrics(logging(core)))``: the first is innermost. One class and one
+    ``Invocation`` per call serve the whole chain, rather than an object per layer, so each
+    layer costs only its own coroutine. Errors raised by ``inner`` pass through unchanged
+    unless an ``around`` itself decides otherwise; method names, docstrings and markers
+    (``@idempotent``) are kept.
     """
+    if not arounds:
+        raise ValueError("wrap needs at least one around")
+    names = [around.__name__ for around in reversed(arounds)]
     namespace: dict[str, Any] = {
         "__slots__": ("_inner",),
-        "__repr__": lambda self: f"<{around.__name__} of {self._inner!r}>",
+        "__repr__": lambda self: f"<{' of '.join(names)} of {self._inner!r}>",
     }
     for method in describe(protocol).values():
-        namespace[method.name] = _method(protocol, service, method, around)
-    cls = type(f"{protocol.__name__}Via{around.__name__.title()}", (), namespace)
+        namespace[method.name] = _method(protocol, service, method, arounds)
+    title = "".join(name.title() for name in names)
+    cls = type(f"{protocol.__name__}Via{title}", (), namespace)
     wrapped = cls.__new__(cls)
     object.__setattr__(wrapped, "_inner", inner)
     return wrapped  # type: ignore[no-any-return]
 
 
-def _method(protocol: type, service: str, method: Method, around: Around) -> Call:
+def _method(protocol: type, service: str, method: Method, arounds: tuple[Around, ...]) -> Call:
     name = method.name
+    *inner_layers, outermost = arounds
+    partial = functools.partial
 
     @functools.wraps(getattr(protocol, name))
     async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         target = getattr(self._inner, name)
-        return await around(
-            Invocation(service, method, args, kwargs), lambda: target(*args, **kwargs)
-        )
+        invocation = Invocation(service, method, args, kwargs)
+        proceed: Callable[[], Awaitable[Any]] = partial(target, *args, **kwargs)
+        for around in inner_layers:
+            proceed = partial(around, invocation, proceed)
+        return await outermost(invocation, proceed)
 
     return call

@@ -34,7 +34,4 @@ class Chain:
             ]
 
     def apply(self, protocol: type[P], service: str, core: P) -> P:
-        wrapped = core
-        for around in self._layers:
-            wrapped = wrap(protocol, service, wrapped, around)
-        return wrapped
+        return wrap(protocol, service, core, *self._layers) if self._layers else core

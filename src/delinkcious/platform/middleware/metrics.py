@@ -5,8 +5,8 @@
 ``client_error`` (a domain error the caller caused) or ``error`` (anything else, including
 ``Unavailable`` and a cancelled call). Errors pass through unchanged.
 
-Cheap on purpose: the labelled children are looked up once per (service, method) and kept,
-since ``.labels()`` costs more than the counting itself.
+Cheap on purpose: each (service, method)'s series is looked up once and kept, and a call
+is one ``record`` (``platform.request_metrics``).
 """
 
 from __future__ import annotations
@@ -15,48 +15,28 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from delinkcious.platform.metrics import (
-    CLIENT_ERROR,
-    ERROR,
-    REQUEST_DURATION,
-    REQUESTS,
-    SUCCESS,
-    outcome_of,
-)
+from delinkcious.platform.metrics import SERVICE_REQUESTS, SUCCESS, outcome_of
 from delinkcious.platform.middleware.base import Around, Invocation
-
-
-class _Series:
-    """The labelled children of one (service, method): one counter per outcome, one histogram."""
-
-    __slots__ = ("counters", "duration")
-
-    def __init__(self, service: str, method: str, version: str) -> None:
-        self.counters: dict[str, Any] = {}
-        for outcome in (SUCCESS, CLIENT_ERROR, ERROR):
-            self.counters[outcome] = REQUESTS.labels(service, method, outcome, version)
-        self.duration = REQUEST_DURATION.labels(service, method, version)
+from delinkcious.platform.request_metrics import RequestSeries
 
 
 def metrics_middleware(version: str) -> Around:
     """An ``Around`` counting and timing every call, labelled with the running ``version``."""
-    series: dict[tuple[str, str], _Series] = {}
+    series: dict[tuple[str, str], RequestSeries] = {}
     clock = time.perf_counter
 
     async def metrics(invocation: Invocation, proceed: Callable[[], Awaitable[Any]]) -> Any:
         key = (invocation.service, invocation.method.name)
         found = series.get(key)
         if found is None:
-            found = series[key] = _Series(key[0], key[1], version)
+            found = series[key] = SERVICE_REQUESTS.series(key[0], key[1], version)
         start = clock()
         try:
             result = await proceed()
         except BaseException as exc:  # cancellation too: the caller saw no answer
-            found.duration.observe(clock() - start)
-            found.counters[outcome_of(exc)].inc()
+            found.record(outcome_of(exc), clock() - start)
             raise
-        found.duration.observe(clock() - start)
-        found.counters[SUCCESS].inc()
+        found.record(SUCCESS, clock() - start)
         return result
 
     return metrics
