@@ -6,9 +6,12 @@ requests/s, p50/p99 latency, errors, startup time and the server's RSS next to t
 in ``DESIGN.md``. It prints figures and never fails on them: a benchmark, not a test.
 
     .venv/bin/python benchmarks/list_links.py [--duration 10] [--connections 32] [--threads 2]
+        [--replicas 3] [--rounds 8] [--round-seconds 3] [--compare-only]
 
-It runs twice, with the observability middleware chain on (as in production) and off, and
-prints what the chain costs.
+Then it prints what the observability middleware chain costs: servers with the chain on
+(as in production) and off, several processes of each, in rounds that go round all of
+them (``compare``). With two CPUs or more the server runs on CPU 0 and wrk on the others,
+and every measurement waits until the link checker has checked every link.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ LOAD_CONCURRENCY = 16
 WARMUP_SECONDS = 2
 STARTUP_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
+SETTLE_TIMEOUT_SECONDS = 120.0
 PAGE_SIZES = (10, 100)
 
 BUDGET_STARTUP_S = 2.0
@@ -103,6 +107,28 @@ def require_wrk() -> str:
     return wrk
 
 
+def pinning() -> tuple[list[str], list[str]]:
+    """``taskset`` prefixes: the server on CPU 0, wrk on the others (none with one CPU).
+
+    Apart, wrk does not take the server's CPU in turns, and the figures stop depending on
+    how the scheduler happened to share two cores between two busy programs.
+    """
+    cpus = os.cpu_count() or 1
+    taskset = shutil.which("taskset")
+    if taskset is None or cpus < 2:
+        return [], []
+    return [taskset, "-c", "0"], [taskset, "-c", f"1-{cpus - 1}"]
+
+
+SERVER_PIN, WRK_PIN = pinning()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``), all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago."""
     with socket.socket() as sock:
@@ -153,7 +179,9 @@ def running_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
-    command = [str(BIN), "up", "--port", str(port), "--data-dir", str(workdir / "data")]
+    command = [
+        *SERVER_PIN, str(BIN), "up", "--port", str(port), "--data-dir", str(workdir / "data")
+    ]  # fmt: skip
     started = time.perf_counter()
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -227,6 +255,33 @@ async def load_links(base_url: str, token: str, count: int) -> None:
             raise failed.exceptions[0] from None
 
 
+def wait_checked(base_url: str, token: str) -> float:
+    """Wait until the link checker has checked every link; return how long that took.
+
+    Until then it works in the background (1,000 checks, each publishing an event that
+    links then consumes), and a measurement would count its CPU as the page's.
+    """
+    started = time.perf_counter()
+    with local_client(base_url, token) as client:
+        while time.perf_counter() - started < SETTLE_TIMEOUT_SECONDS:
+            pending, start_token = 0, None
+            while True:
+                params: dict[str, str | int] = {"limit": 100}
+                if start_token:
+                    params["start_token"] = start_token
+                page = client.get("/v1/links", params=params)
+                page.raise_for_status()
+                body = page.json()
+                pending += sum(link["status"] == "pending" for link in body["links"])
+                start_token = body["next_page_token"]
+                if not start_token:
+                    break
+            if not pending:
+                return time.perf_counter() - started
+            time.sleep(0.5)
+    raise BenchmarkError(f"links still pending after {SETTLE_TIMEOUT_SECONDS:.0f} s")
+
+
 def check_page(base_url: str, token: str, limit: int) -> int:
     """Make sure the page wrk will hit is a 200 with ``limit`` links; return its size."""
     with local_client(base_url, token) as client:
@@ -257,7 +312,7 @@ def write_lua(path: Path, token: str) -> Path:
 def run_wrk(wrk: str, url: str, lua: Path, args: argparse.Namespace, seconds: int) -> str:
     """Run ``wrk --latency`` for ``seconds`` and return its output."""
     command = [
-        wrk, "--latency", "-t", str(args.threads), "-c", str(args.connections),
+        *WRK_PIN, wrk, "--latency", "-t", str(args.threads), "-c", str(args.connections),
         "-d", f"{seconds}s", "-s", str(lua), url,
     ]  # fmt: skip
     done = subprocess.run(
@@ -354,13 +409,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument("--rounds", type=int, default=5, help="on/off comparison rounds (5)")
+    parser.add_argument("--rounds", type=int, default=8, help="on/off comparison rounds (8)")
     parser.add_argument(
-        "--round-seconds", type=int, default=4, help="seconds per comparison round (4)"
+        "--replicas", type=int, default=3, help="server processes per mode compared (3)"
+    )
+    parser.add_argument(
+        "--round-seconds", type=int, default=3, help="seconds per comparison round (3)"
+    )
+    parser.add_argument(
+        "--compare-only", action="store_true", help="only the chain on/off comparison"
     )
     args = parser.parse_args(argv)
-    if min(args.duration, args.connections, args.threads) < 1:
-        parser.error("--duration, --connections and --threads must be at least 1")
+    if min(args.duration, args.connections, args.threads, args.rounds, args.replicas) < 1:
+        parser.error("--duration, --connections, --threads, --rounds and --replicas must be >= 1")
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads")
     return args
@@ -382,43 +443,94 @@ BUDGET_CHAIN_COST = 0.10
 
 
 def benchmark(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
-    """Measure with the middleware chain on (the default), then compare it with off.
+    """Measure with the middleware chain on (the default), then compare it with off."""
+    if not args.compare_only:
+        print("\n=== middleware chain on (the default) ===")
+        measure(args, wrk, workdir / "on", CHAIN["on"])
+    print(
+        f"\n=== chain on vs off: {args.replicas} processes each, {args.rounds} rounds of "
+        f"{args.round_seconds} s on every one ==="
+    )
+    compare(args, wrk, workdir)
 
-    The comparison runs both servers at once and alternates short wrk rounds between them,
-    taking each one's median: this machine's speed drifts by tens of percent from minute to
-    minute, far more than the 10 % being measured, so back-to-back runs cannot tell.
+
+@dataclass
+class Replica:
+    """One of the comparison's servers, with its mode and what was measured on it."""
+
+    mode: str
+    server: Server
+    lua: Path
+    rps: list[float]
+    cpu_us: list[float]
+
+
+def compare(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
+    """Several servers per mode up at once, short wrk rounds going round all of them.
+
+    Two sources of noise, each larger than the 10 % being measured. This machine's speed
+    drifts by tens of percent from minute to minute: so rounds go round every server in
+    turn (starting one further each round), and all see the same drift. And two processes
+    of the very same program differ by up to 10 % (where the memory layout puts hot code
+    and data): so each mode runs as ``--replicas`` processes, and a mode's figure is the
+    median of all its rounds on all of them. Next to requests/s: the server's CPU time per
+    request.
     """
-    print("\n=== middleware chain on (the default) ===")
-    measure(args, wrk, workdir / "on", CHAIN["on"])
-    print(f"\n=== chain on vs off: {args.rounds} alternating rounds of {args.round_seconds} s ===")
-    with (
-        running_server(workdir / "cmp-on", CHAIN["on"]) as on,
-        running_server(workdir / "cmp-off", CHAIN["off"]) as off,
-    ):
-        servers = {"on": on, "off": off}
-        luas = {}
-        for mode, server in servers.items():
-            token = login(server.url)
-            asyncio.run(load_links(server.url, token, LINK_COUNT))
-            luas[mode] = write_lua(workdir / f"{mode}.lua", token)
+    with contextlib.ExitStack() as stack:
+        replicas = []
+        for number in range(args.replicas):
+            for mode in ("on", "off"):
+                directory = workdir / f"cmp-{mode}-{number}"
+                server = stack.enter_context(running_server(directory, CHAIN[mode]))
+                token = login(server.url)
+                asyncio.run(load_links(server.url, token, LINK_COUNT))
+                lua = write_lua(directory / "auth.lua", token)
+                replicas.append(Replica(mode, server, lua, [], []))
+                wait_checked(server.url, token)
         for limit in PAGE_SIZES:
-            rounds: dict[str, list[float]] = {"on": [], "off": []}
-            for mode, server in servers.items():  # warm both up
-                run_wrk(wrk, f"{server.url}/v1/links?limit={limit}", luas[mode], args, 2)
-            for _ in range(args.rounds):
-                for mode, server in servers.items():
-                    url = f"{server.url}/v1/links?limit={limit}"
-                    result = parse_wrk(run_wrk(wrk, url, luas[mode], args, args.round_seconds))
-                    rounds[mode].append(result.requests_per_s)
-            on_rps, off_rps = statistics.median(rounds["on"]), statistics.median(rounds["off"])
-            cost = (off_rps - on_rps) / off_rps
-            mark = verdict(cost <= BUDGET_CHAIN_COST, "over")
-            print(
-                f"  limit={limit:<4} on {on_rps:8.1f} req/s   off {off_rps:8.1f} req/s   "
-                f"cost {cost * 100:5.1f} %   (budget <= {BUDGET_CHAIN_COST * 100:.0f} %) {mark}"
-            )
-            print(f"             rounds on  {', '.join(f'{r:.0f}' for r in rounds['on'])}")
-            print(f"             rounds off {', '.join(f'{r:.0f}' for r in rounds['off'])}")
+            for replica in replicas:
+                replica.rps.clear()
+                replica.cpu_us.clear()
+                url = f"{replica.server.url}/v1/links?limit={limit}"
+                run_wrk(wrk, url, replica.lua, args, 2)  # warm up
+            for round_number in range(args.rounds):
+                start = round_number % len(replicas)
+                for replica in replicas[start:] + replicas[:start]:
+                    measure_round(args, wrk, replica, limit)
+            report_cost(limit, replicas)
+
+
+def measure_round(args: argparse.Namespace, wrk: str, replica: Replica, limit: int) -> None:
+    pid = replica.server.process.pid
+    url = f"{replica.server.url}/v1/links?limit={limit}"
+    before = cpu_seconds(pid)
+    result = parse_wrk(run_wrk(wrk, url, replica.lua, args, args.round_seconds))
+    replica.rps.append(result.requests_per_s)
+    replica.cpu_us.append((cpu_seconds(pid) - before) / max(result.requests, 1) * 1e6)
+
+
+def report_cost(limit: int, replicas: list[Replica]) -> None:
+    def pooled(mode: str, figure: str) -> float:
+        return statistics.median(
+            value for r in replicas if r.mode == mode for value in getattr(r, figure)
+        )
+
+    on_rps, off_rps = pooled("on", "rps"), pooled("off", "rps")
+    on_cpu, off_cpu = pooled("on", "cpu_us"), pooled("off", "cpu_us")
+    cost = (off_rps - on_rps) / off_rps
+    cpu_cost = (on_cpu - off_cpu) / on_cpu  # the share of each request's CPU the chain takes
+    mark = verdict(cost <= BUDGET_CHAIN_COST, "over")
+    print(
+        f"  limit={limit:<4} on {on_rps:8.1f} req/s   off {off_rps:8.1f} req/s   "
+        f"cost {cost * 100:5.1f} %   (budget <= {BUDGET_CHAIN_COST * 100:.0f} %) {mark}"
+    )
+    print(
+        f"             CPU per request: on {on_cpu:.0f} µs, off {off_cpu:.0f} µs "
+        f"(the chain: {on_cpu - off_cpu:.0f} µs, {cpu_cost * 100:.1f} %)"
+    )
+    for mode in ("on", "off"):
+        medians = [statistics.median(r.rps) for r in replicas if r.mode == mode]
+        print(f"             {mode:<3} per process: {', '.join(f'{m:.0f}' for m in medians)} req/s")
 
 
 def measure(args: argparse.Namespace, wrk: str, workdir: Path, env: dict[str, str]) -> None:
@@ -439,6 +551,7 @@ def measure(args: argparse.Namespace, wrk: str, workdir: Path, env: dict[str, st
             f"({LOAD_CONCURRENCY} in flight), RSS {loaded.rss_mib:.1f} MiB, "
             f"peak {loaded.hwm_mib:.1f} MiB"
         )
+        print(f"link checks done {wait_checked(server.url, token):.1f} s later")
         for limit in PAGE_SIZES:
             size = check_page(server.url, token, limit)
             print(f"  GET /v1/links?limit={limit}: {limit} links, {size} bytes")
