@@ -22,6 +22,7 @@ from delinkcious.model.services import PROTOCOLS
 from delinkcious.platform.config import Settings
 from delinkcious.platform.health import Readiness
 from delinkcious.platform.metrics import install_metrics
+from delinkcious.platform.tracing import FASTAPI_TELEMETRY
 from delinkcious.platform.transport import internal_router, make_client, parse_tokens, remote
 from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.wiring import (
@@ -90,7 +91,7 @@ def internal_app(
         default_response_class=JsonResponse,
         openapi_url=None,
         # The transport continues the caller's trace itself; a second server span is noise.
-        telemetry={"tracing": False},
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.include_router(internal_router(service, protocol, implementation, tokens))
     install_health(app, readiness)

@@ -52,6 +52,7 @@ from delinkcious.model.news import GetNewsRequest, NewsManager
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
 from delinkcious.platform.health import Readiness
+from delinkcious.platform.tracing import FASTAPI_TELEMETRY
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422)
@@ -115,8 +116,7 @@ def create_app(
         summary="Social bookmarking: save links, follow people, read their news.",
         default_response_class=JsonResponse,
         responses=_ERRORS,
-        # Server spans come from our HttpObservabilityMiddleware (sample-aware, far cheaper).
-        telemetry={"tracing": False},
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.users = users
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

@@ -23,6 +23,7 @@ from opentelemetry import trace
 from delinkcious import __version__
 
 if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
 
@@ -33,6 +34,13 @@ INSTRUMENTATION = "delinkcious"
 
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
+
+
+# FastAPI's own OpenTelemetry, off in every app of ours: server spans come from our
+# middleware and transport (sample-aware), metrics from Prometheus, logs from structlog.
+# Left on, it asks the OTel API for its meter and logger providers on every request,
+# reading os.environ each time.
+FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class TracingConfigurationError(ValueError):

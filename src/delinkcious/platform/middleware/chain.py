@@ -22,7 +22,6 @@ class Chain:
     """Builds each ``Around`` once; ``apply`` wraps a service's core in all of them."""
 
     def __init__(self, version: str, faults: Faults, enabled: bool = True) -> None:
-        self._enabled = enabled
         self._layers: list[Around] = []
         if faults:
             self._layers.append(faults_middleware(faults))
