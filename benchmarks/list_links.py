@@ -6,7 +6,7 @@ requests/s, p50/p99 latency, errors, startup time and the server's RSS next to t
 in ``DESIGN.md``. It prints figures and never fails on them: a benchmark, not a test.
 
     .venv/bin/python benchmarks/list_links.py [--duration 10] [--connections 32] [--threads 2]
-        [--replicas 3] [--rounds 8] [--round-seconds 3] [--compare-only]
+        [--replicas 4] [--rounds 6] [--round-seconds 3] [--compare-only]
 
 Then it prints what the observability middleware chain costs: servers with the chain on
 (as in production) and off, several processes of each, in rounds that go round all of
@@ -409,9 +409,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument("--rounds", type=int, default=8, help="on/off comparison rounds (8)")
+    parser.add_argument("--rounds", type=int, default=6, help="on/off comparison rounds (6)")
     parser.add_argument(
-        "--replicas", type=int, default=3, help="server processes per mode compared (3)"
+        "--replicas", type=int, default=4, help="server processes per mode compared (4)"
     )
     parser.add_argument(
         "--round-seconds", type=int, default=3, help="seconds per comparison round (3)"
