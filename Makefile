@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEPS := pyproject.toml
+# Debian packages the alerting tests run for real: PACKAGE=its commands.
+OBSERVABILITY_TOOLS := prometheus=promtool,prometheus \
+	prometheus-alertmanager=prometheus-alertmanager,amtool
 
 .PHONY: run test lint bench clean
 
@@ -11,7 +14,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	scripts/ensure-backends
-	scripts/ensure-observability-tools
+	scripts/ensure-debian-tools $(OBSERVABILITY_TOOLS)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
@@ -19,6 +22,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(VENV)/.installed-test
+	scripts/ensure-debian-tools wrk=wrk
 	$(BIN)/python benchmarks/list_links.py
 
 $(VENV)/bin/python:

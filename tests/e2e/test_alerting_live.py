@@ -261,7 +261,7 @@ def start_daemon(cleanup: contextlib.ExitStack, make: Callable[[int], Daemon]) -
 def executable(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run scripts/ensure-observability-tools")
+        pytest.fail(f"{name} is not installed: run make test, which installs it")
     return path
 
 

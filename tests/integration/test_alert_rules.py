@@ -7,7 +7,7 @@ PromQL expression, in the rules and in the Grafana dashboard, must parse (promto
 the dashboard's as recording rules of a generated rule file), and every metric it names
 must be one a running Delinkcious exports, or an external one on the allow-list below.
 
-``scripts/ensure-observability-tools`` (run by ``make test``) installs the tools when they
+``scripts/ensure-debian-tools`` (run by ``make test``) installs the tools when they
 are missing; a missing tool here is a failure, not a skip.
 """
 
@@ -66,7 +66,7 @@ EXTERNAL_METRICS = {
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run scripts/ensure-observability-tools")
+        pytest.fail(f"{name} is not installed: run make test, which installs it")
     return path
 
 
