@@ -22,8 +22,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(VENV)/.installed-test
-	scripts/ensure-debian-tools wrk=wrk
+	scripts/ensure-debian-tools wrk=wrk valgrind=valgrind,callgrind_control
 	$(BIN)/python benchmarks/list_links.py
+	$(BIN)/python benchmarks/chain_instructions.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

@@ -142,9 +142,9 @@ def local_client(base_url: str = "", token: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers=headers, trust_env=False, timeout=10)
 
 
-def wait_healthy(server: Server, started: float) -> float:
+def wait_healthy(server: Server, started: float, timeout: float = STARTUP_TIMEOUT_SECONDS) -> float:
     """Poll ``/healthz`` until it answers 200; return seconds since ``started``."""
-    deadline = started + STARTUP_TIMEOUT_SECONDS
+    deadline = started + timeout
     with local_client() as client:
         while time.perf_counter() < deadline:
             if server.process.poll() is not None:
@@ -153,7 +153,7 @@ def wait_healthy(server: Server, started: float) -> float:
                 if client.get(f"{server.url}/healthz", timeout=1).status_code == 200:
                     return time.perf_counter() - started
             time.sleep(0.01)
-    raise BenchmarkError(f"delinkcious up was not healthy within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+    raise BenchmarkError(f"delinkcious up was not healthy within {timeout:.0f} s")
 
 
 def stop(server: Server) -> None:
@@ -174,13 +174,22 @@ def stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
-    """Spawn ``delinkcious up`` on a free port, wait until healthy, always stop it."""
+def running_server(
+    workdir: Path,
+    env: dict[str, str],
+    runner: list[str] = SERVER_PIN,
+    startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> Iterator[Server]:
+    """Spawn ``delinkcious up`` on a free port, wait until healthy, always stop it.
+
+    ``runner`` is what it runs under: ``taskset`` by default, or a profiler.
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
     command = [
-        *SERVER_PIN, str(BIN), "up", "--port", str(port), "--data-dir", str(workdir / "data")
+        *runner, sys.executable, str(BIN), "up",
+        "--port", str(port), "--data-dir", str(workdir / "data"),
     ]  # fmt: skip
     started = time.perf_counter()
     with log.open("wb") as out:
@@ -193,7 +202,7 @@ def running_server(workdir: Path, env: dict[str, str]) -> Iterator[Server]:
         )
     server = Server(process=process, port=port, log=log)
     try:
-        server.startup_s = wait_healthy(server, started)
+        server.startup_s = wait_healthy(server, started, startup_timeout)
         yield server
     finally:
         stop(server)

@@ -363,3 +363,16 @@ def test_a_hot_line_of_the_last_loop_turn_is_not_lost_at_exit(tmp_path: Path) ->
     )
     [line] = [json.loads(text) for text in done.stderr.splitlines()]
     assert (line["event"], line["n"]) == ("request", 1)
+
+
+def test_a_cached_logger_answers_for_the_level_of_the_latest_setup() -> None:
+    from delinkcious.platform.logs import CachedLogger
+
+    cached = CachedLogger("delinkcious.calls")
+    with restored_logging():
+        setup_logging("links", "INFO", "json", io.StringIO())
+        assert cached.enabled(logging.INFO) and not cached.enabled(logging.DEBUG)
+        setup_logging("links", "DEBUG", "json", io.StringIO())
+        assert cached.enabled(logging.DEBUG)
+        setup_logging("links", "ERROR", "json", io.StringIO())
+        assert not cached.enabled(logging.WARNING) and cached.enabled(logging.ERROR)

@@ -200,6 +200,29 @@ def test_a_span_is_worth_starting_when_its_sampler_could_keep_it(
     assert tracing_setup.worth_a_span(tracer, parent(1)) is sampled_child
 
 
+def test_the_current_span_context_is_what_opentelemetry_says_it_is() -> None:
+    assert tracing_setup.current_span_context() is None
+    assert not trace.get_current_span().get_span_context().is_valid
+    tracer = TracerProvider().get_tracer("t")
+    remote = trace.SpanContext(7, 9, is_remote=True, trace_flags=trace.TraceFlags(1))
+    for span in (tracer.start_span("recorded"), trace.NonRecordingSpan(remote)):
+        with trace.use_span(span, end_on_exit=True):
+            assert tracing_setup.current_span_context() == span.get_span_context()
+            assert trace.get_current_span().get_span_context() == span.get_span_context()
+    assert tracing_setup.current_span_context() is None
+
+
+def test_the_context_is_read_from_its_variable_only_under_the_default_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import context
+
+    assert tracing_setup._context_getter() is not context.get_current  # the variable's get
+    assert tracing_setup._context_getter()() is context.get_current()
+    monkeypatch.setattr(context, "_RUNTIME_CONTEXT", object())  # another runtime context
+    assert tracing_setup._context_getter() is context.get_current
+
+
 def test_a_sampler_of_another_kind_is_assumed_to_sample_roots_and_follow_parents() -> None:
     class ByName(sampling.Sampler):
         def should_sample(self, *args: Any, **kwargs: Any) -> sampling.SamplingResult:

@@ -46,6 +46,7 @@ UNMATCHED = "unmatched"
 CLIENT_CLOSED = 499
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CARRIER_HEADERS = frozenset({b"traceparent", b"tracestate"})
+_STATUS_TEXT = {status: str(status) for status in range(100, 600)}  # label values, made once
 
 
 def route_template(scope: Scope, root_path: str = "") -> str:
@@ -77,13 +78,12 @@ def _enter_trace(tracer: trace.Tracer, scope: Scope) -> tuple[trace.Span | None,
     caller's context, if it sent one, is made current as it came, so the trace carries on.
     Returns the span (or None) and the token to detach (or None).
     """
-    carrier = {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in scope["headers"]
-        if name in _CARRIER_HEADERS
-    }
+    carrier = {}
+    for name, value in scope["headers"]:  # a loop: a comprehension is a call more (3.11)
+        if name in _CARRIER_HEADERS:
+            carrier[name.decode("latin-1")] = value.decode("latin-1")
     if not carrier:
-        if not worth_a_span(tracer, trace.INVALID_SPAN_CONTEXT):
+        if not worth_a_span(tracer, None):
             return None, None
         parent = context.Context()
     else:
@@ -175,7 +175,7 @@ class HttpObservabilityMiddleware:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = HTTP_REQUESTS.series(route, method)
-        series.record(str(status), seconds)
+        series.record(_STATUS_TEXT.get(status) or str(status), seconds)
 
     def _log_request(self, scope: Scope, route: str, status: int, seconds: float) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO

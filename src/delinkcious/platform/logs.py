@@ -33,9 +33,10 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
-from opentelemetry import trace
 from pydantic import BaseModel, SecretBytes, SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from delinkcious.platform.tracing import current_span_context
 
 REDACTED = "[redacted]"
 TRUNCATED = "…(truncated)"
@@ -449,8 +450,8 @@ def _common_fields(static: dict[str, str]) -> Processor:
 
 def trace_ids() -> tuple[str | None, str | None]:
     """``trace_id`` and ``span_id`` of the current span, in hex; ``None`` outside a trace."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    context = current_span_context()
+    if context is None or not context.is_valid:
         return None, None
     # bytes.hex: the same digits as format(id, "032x"), in a third of the time
     return context.trace_id.to_bytes(16, "big").hex(), context.span_id.to_bytes(8, "big").hex()
@@ -811,18 +812,30 @@ class CachedLogger:
     only when ``setup_logging`` has run since (tests reconfigure; a process, once).
     """
 
-    __slots__ = ("_generation", "_logger", "_name")
+    __slots__ = ("_enabled", "_generation", "_logger", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._logger: Any = None
+        self._enabled: dict[int, bool] = {}
         self._generation = -1
 
     def get(self) -> Any:
         if self._generation != _generation:
             self._logger = structlog.get_logger(self._name).bind()
+            self._enabled = {}
             self._generation = _generation
         return self._logger
+
+    def enabled(self, level: int) -> bool:
+        """Whether a line at ``level`` would be written: asked once per level and binding."""
+        if self._generation != _generation:
+            self.get()
+        found = self._enabled.get(level)
+        if found is None:
+            check = getattr(self._logger, "is_enabled_for", None)
+            found = self._enabled[level] = True if check is None else bool(check(level))
+        return found
 
 
 class HotLogger:
@@ -852,8 +865,7 @@ class HotLogger:
         out = _json_output
         if out is not None:
             return level >= out.min_level
-        check = getattr(self._structlog.get(), "is_enabled_for", None)
-        return True if check is None else bool(check(level))
+        return self._structlog.enabled(level)
 
     def log(self, level: int, event: str, fields: dict[str, str | int | float | None]) -> None:
         out = _json_output

@@ -10,6 +10,7 @@ call, past the middleware layers). Arguments and results are made JSON-safe, red
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -73,8 +74,18 @@ def logging_middleware(
     hidden_results: dict[str, bool] = {}
 
     def enabled(log: Any, level: int) -> bool:
+        if cached is not None:
+            return cached.enabled(level)
         check = getattr(log, "is_enabled_for", None)
         return True if check is None else bool(check(level))
+
+    def current() -> Any:
+        return cached.get() if cached is not None else logger
+
+    # Per call, whether a success would be logged: the one question of the usual call.
+    is_on: Callable[[int], bool] = (
+        cached.enabled if cached is not None else functools.partial(enabled, logger)
+    )
 
     def request_of(invocation: Invocation) -> Sanitized:
         # The arguments by name, as ``Invocation.arguments`` gives them, without binding
@@ -116,14 +127,14 @@ def logging_middleware(
 
     async def around(invocation: Invocation, proceed: Callable[[], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
-        log = cached.get() if cached is not None else logger
         level = logging.DEBUG if invocation.method.idempotent else logging.INFO
-        if not enabled(log, level):  # the fast path: nothing built unless it fails
+        if not is_on(level):  # the fast path: nothing built unless it fails
             try:
                 return await proceed()
             except Exception as exc:
-                failed(log, invocation, exc, started, None)
+                failed(current(), invocation, exc, started, None)
                 raise
+        log = current()
         caller = callsite(sys._getframe(1), _NOT_CALLERS)
         try:
             result = await proceed()

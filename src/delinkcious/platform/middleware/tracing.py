@@ -20,7 +20,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from delinkcious.platform.middleware.base import Around, Invocation
-from delinkcious.platform.tracing import active_tracer, worth_a_span
+from delinkcious.platform.tracing import active_tracer, current_span_context, worth_a_span
 
 SERVICE = "delinkcious.service"
 METHOD = "delinkcious.method"
@@ -40,7 +40,7 @@ def tracing_middleware(tracer: trace.Tracer | None = None) -> Around:
         active = tracer if tracer is not None else active_tracer()
         if active is None:
             return proceed()
-        if not worth_a_span(active, trace.get_current_span().get_span_context()):
+        if not worth_a_span(active, current_span_context()):
             # It would record nothing (inside an unsampled trace, or a root the sampler
             # never samples); the context carries on as it is. Sampling off costs little.
             return proceed()
