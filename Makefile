@@ -24,6 +24,7 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	scripts/ensure-debian-tools wrk=wrk valgrind=valgrind,callgrind_control
 	$(BIN)/python benchmarks/list_links.py
+	$(BIN)/python benchmarks/chain_ab.py
 	$(BIN)/python benchmarks/chain_instructions.py
 
 $(VENV)/bin/python:

@@ -23,7 +23,6 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +34,7 @@ from list_links import (
     CHAIN,
     PAGE_SIZES,
     BenchmarkError,
+    in_scratch_dir,
     load_links,
     login,
     running_server,
@@ -112,17 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("error: needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 1
-    workdir = Path(tempfile.mkdtemp(prefix="delinkcious-callgrind-"))
     started = time.perf_counter()
-    try:
+    counted: dict[str, dict[int, float]] = {}
+
+    def count_both(workdir: Path) -> None:
         with ThreadPoolExecutor(max_workers=2) as pool:  # one server per CPU
             running = {mode: pool.submit(count, mode, workdir / mode, args) for mode in CHAIN}
-            counted = {mode: future.result() for mode, future in running.items()}
-    except (BenchmarkError, httpx.HTTPError, subprocess.SubprocessError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+            counted.update({mode: future.result() for mode, future in running.items()})
+
+    if code := in_scratch_dir("callgrind", count_both):
+        return code
     print(f"=== instructions per request, chain on vs off ({args.requests} requests each) ===")
     for limit in PAGE_SIZES:
         on, off = counted["on"][limit], counted["off"][limit]

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +173,18 @@ def stop(server: Server) -> None:
         print(f"server output (last 4000 characters):\n{tail}", file=sys.stderr)
 
 
+def spawn(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a server process, its output to ``log``, ``env`` over ours."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the server ourselves
+        )
+
+
 @contextlib.contextmanager
 def running_server(
     workdir: Path,
@@ -192,15 +204,7 @@ def running_server(
         "--port", str(port), "--data-dir", str(workdir / "data"),
     ]  # fmt: skip
     started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            start_new_session=True,  # Ctrl-C reaches only us; we stop the server ourselves
-        )
-    server = Server(process=process, port=port, log=log)
+    server = Server(process=spawn(command, log, env), port=port, log=log)
     try:
         server.startup_s = wait_healthy(server, started, startup_timeout)
         yield server
@@ -588,13 +592,21 @@ def main(argv: list[str] | None = None) -> int:
         f"delinkcious list_links benchmark: Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="delinkcious-bench-"))
+    return in_scratch_dir("bench", lambda workdir: benchmark(args, wrk, workdir))
+
+
+def in_scratch_dir(name: str, body: Callable[[Path], None]) -> int:
+    """Run ``body`` in a fresh temporary directory, always removed; the exit code.
+
+    A failure of the benchmark (not of this script) is one line and exit code 1.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=f"delinkcious-{name}-"))
     try:
-        benchmark(args, wrk, workdir)
+        body(workdir)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (BenchmarkError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+    except (BenchmarkError, httpx.HTTPError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
