@@ -63,7 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the server side
     parser.add_argument("--ports", type=int, nargs=2, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the quartiles need two pairs)")
+    if args.round_seconds < 1 or args.threads < 1 or args.connections < args.threads:
+        parser.error("--round-seconds and --threads must be at least 1, --connections >= --threads")
+    return args
 
 
 # --- the server process -------------------------------------------------------------------
@@ -73,17 +78,15 @@ async def serve_both(data_dir: Path, ports: list[int]) -> None:
     """Both systems on their ports until SIGINT; logs and tracing set up as ``up`` does."""
     import uvicorn
 
-    from delinkcious.cli.main import load_settings
-    from delinkcious.platform.logs import setup_logging
-    from delinkcious.platform.tracing import default_exporter, setup_tracing, shutdown_tracing
+    from delinkcious.cli.main import load_settings, observe
+    from delinkcious.cli.serving import listen, server_config
+    from delinkcious.platform.tracing import shutdown_tracing
     from delinkcious.wiring import embedded_app
 
     settings = {
         mode: load_settings(data_dir=data_dir / mode, middleware=mode == "on") for mode in MODES
     }
-    on = settings["on"]
-    setup_logging("delinkcious", on.log_level, on.log_format, version=on.version)
-    setup_tracing("delinkcious", default_exporter("embedded"), version=on.version)
+    observe("delinkcious", settings["on"], "embedded")
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -97,17 +100,17 @@ async def serve_both(data_dir: Path, ports: list[int]) -> None:
             server.should_exit = True
 
     async with AsyncExitStack() as stack:
-        for mode, port in zip(MODES, ports, strict=True):
+        for mode in MODES:
             app = await stack.enter_async_context(embedded_app(settings[mode]))
-            config = uvicorn.Config(
-                app, host=HOST, port=port, log_config=None, access_log=False, lifespan="off"
-            )
-            servers.append(Server(config))
+            servers.append(Server(server_config(app)))  # as ``delinkcious up`` serves
         gc.freeze()  # as ``delinkcious up`` does
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop_all)
-        await asyncio.gather(*(server.serve() for server in servers))
+        sockets = [listen(HOST, port) for port in ports]
+        await asyncio.gather(
+            *(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
+        )
     shutdown_tracing()
 
 

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.links < max(PAGE_SIZES):
         parser.error(f"--links must be at least {max(PAGE_SIZES)}")
+    if args.requests < 1 or args.concurrency < 1:
+        parser.error("--requests and --concurrency must be at least 1")
     return args
 
 

@@ -30,7 +30,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise click.ClickException(f"configuration error: {name}: {error['msg']}") from None
 
 
-def _observe(service: str, settings: Settings, shape: str) -> None:
+def observe(service: str, settings: Settings, shape: str) -> None:
     """Logs and traces of this process, from the settings and the standard OTEL_* variables."""
     from delinkcious.platform.logs import setup_logging
     from delinkcious.platform.tracing import (
@@ -87,7 +87,7 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
         sys.exit(run_processes(settings, host, port))
     from delinkcious.wiring import embedded_app
 
-    _observe("delinkcious", settings, "embedded")
+    observe("delinkcious", settings, "embedded")
 
     def ready(url: str) -> None:
         click.echo(
@@ -112,7 +112,7 @@ def serve_command(service: str, host: str, port: int) -> None:
         check_configuration(service, settings)
     except ConfigurationError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
-    _observe(service, settings, "processes")
+    observe(service, settings, "processes")
 
     def ready(url: str) -> None:
         click.echo(f"{service} is serving at {url}")

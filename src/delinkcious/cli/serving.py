@@ -58,6 +58,19 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def server_config(app: FastAPI) -> uvicorn.Config:
+    """How every Delinkcious process has uvicorn serve its app."""
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        log_config=None,  # uvicorn's lines go through our logging setup, as JSON
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
+    )
+
+
 async def serve(
     app_context: AbstractAsyncContextManager[FastAPI],
     sock: socket.socket,
@@ -65,16 +78,7 @@ async def serve(
 ) -> None:
     """Build the app, serve it on ``sock`` until SIGINT/SIGTERM, then close everything."""
     async with app_context as app:
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            log_config=None,  # uvicorn's lines go through our logging setup, as JSON
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=DRAIN_SECONDS,
-        )
-        server = _Server(config)
+        server = _Server(server_config(app))
         # Everything built so far lives as long as the process: keep it out of the
         # collector's scans, so a full collection under load takes ms, not a 300 ms stall.
         gc.freeze()

@@ -833,9 +833,14 @@ class CachedLogger:
             self.get()
         found = self._enabled.get(level)
         if found is None:
-            check = getattr(self._logger, "is_enabled_for", None)
-            found = self._enabled[level] = True if check is None else bool(check(level))
+            found = self._enabled[level] = level_enabled(self._logger, level)
         return found
+
+
+def level_enabled(logger: Any, level: int) -> bool:
+    """Whether a structlog ``logger`` writes ``level`` (one without the filter writes all)."""
+    check = getattr(logger, "is_enabled_for", None)
+    return True if check is None else bool(check(level))
 
 
 class HotLogger:

@@ -28,6 +28,7 @@ from delinkcious.platform.logs import (
     callsite,
     capped,
     is_secret_key,
+    level_enabled,
 )
 from delinkcious.platform.middleware.base import Around, Invocation
 
@@ -73,18 +74,12 @@ def logging_middleware(
     secret = frozenset(secret_results)
     hidden_results: dict[str, bool] = {}
 
-    def enabled(log: Any, level: int) -> bool:
-        if cached is not None:
-            return cached.enabled(level)
-        check = getattr(log, "is_enabled_for", None)
-        return True if check is None else bool(check(level))
-
     def current() -> Any:
         return cached.get() if cached is not None else logger
 
-    # Per call, whether a success would be logged: the one question of the usual call.
-    is_on: Callable[[int], bool] = (
-        cached.enabled if cached is not None else functools.partial(enabled, logger)
+    # Whether a line at a level would be written: the one question of the usual call.
+    enabled: Callable[[int], bool] = (
+        cached.enabled if cached is not None else functools.partial(level_enabled, logger)
     )
 
     def request_of(invocation: Invocation) -> Sanitized:
@@ -109,7 +104,7 @@ def logging_middleware(
     ) -> None:
         domain = isinstance(exc, DelinkciousError)
         level = logging.WARNING if domain else logging.ERROR
-        if not enabled(log, level):
+        if not enabled(level):
             return
         fields: dict[str, Any] = {
             "service": invocation.service,
@@ -128,7 +123,7 @@ def logging_middleware(
     async def around(invocation: Invocation, proceed: Callable[[], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
         level = logging.DEBUG if invocation.method.idempotent else logging.INFO
-        if not is_on(level):  # the fast path: nothing built unless it fails
+        if not enabled(level):  # the fast path: nothing built unless it fails
             try:
                 return await proceed()
             except Exception as exc:
