@@ -80,8 +80,8 @@ async def serve_both(data_dir: Path, ports: list[int]) -> None:
 
     from delinkcious.cli.main import load_settings, observe
     from delinkcious.cli.serving import listen, server_config
+    from delinkcious.embedded import embedded_app
     from delinkcious.platform.tracing import shutdown_tracing
-    from delinkcious.wiring import embedded_app
 
     settings = {
         mode: load_settings(data_dir=data_dir / mode, middleware=mode == "on") for mode in MODES

@@ -1,14 +1,16 @@
-"""Builds each service from its parts (store + manager + consumers) and the embedded system.
+"""How each service is built from its parts: store + manager + consumers + middleware chain.
 
-This is the only module that knows which adapter stands behind each port.
+This is the only module that knows which adapter stands behind each port. Which services
+exist, what each calls and in which order they are built is the registry's business
+(``delinkcious.registry``); both shapes build through it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -59,19 +61,56 @@ from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.users.sql_store import SqlUserStore
 
 
+class Background(Protocol):
+    """Work a service runs beside its requests: an outbox relay, a gauge."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class Assembly:
     """What every builder needs: the settings, the middleware chain every service goes
-    through, and where to put cleanup and readiness checks."""
+    through, the process's bus, and where to put cleanup, readiness checks and background
+    work."""
 
     settings: Settings
     stack: AsyncExitStack
     health: Readiness = field(default_factory=Readiness)
     chain: Chain = field(init=False)
+    _bus: Bus | None = field(default=None, init=False)
+    _background: list[Background] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         faults = parse_faults(self.settings.faults)  # validated with the settings
         self.chain = Chain(self.settings.version, faults, enabled=self.settings.middleware)
+
+    async def bus(self) -> Bus:
+        """The process's one bus, connected on first use: services in one process share it.
+
+        NATS JetStream when ``DELINKCIOUS_NATS_URL`` is set, else the in-process bus. It is
+        closed last, after every relay that publishes on it has stopped.
+        """
+        if self._bus is None:
+            self._bus = await _connect_bus(self)
+            self.stack.push_async_callback(self._bus.close)
+        return self._bus
+
+    def in_background(self, work: Background) -> None:
+        """Run ``work`` once every service of the process is built (``start``).
+
+        So no event is relayed before its consumers have subscribed: the in-process bus
+        delivers only to the subscribers it already has.
+        """
+        self._background.append(work)
+
+    def start(self) -> None:
+        """Start the background work; it stops before anything built earlier is closed."""
+        for work in self._background:
+            work.start()
+            self.stack.push_async_callback(work.stop)
+        self._background.clear()
 
 
 async def migrated_engine(assembly: Assembly, service: str) -> AsyncEngine:
@@ -94,25 +133,19 @@ async def _select_one(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-async def build_links(assembly: Assembly, bus: Bus) -> LinkManager:
-    """The links service, its outbox relay running and its link.checked consumer subscribed.
-
-    Build it after the services that consume its events: the in-process bus delivers only
-    to subscribers it already has.
-    """
+async def build_links(assembly: Assembly) -> LinkManager:
+    """The links service, its link.checked consumer subscribed and its outbox relayed."""
     stack, settings = assembly.stack, assembly.settings
     engine = await migrated_engine(assembly, "links")
+    bus = await assembly.bus()
     sql_outbox = SqlOutbox(engine, outbox)
     relay = OutboxRelay(sql_outbox, bus)
     store = SqlLinkStore(engine, on_event=relay.kick)
     stack.callback(store.close)
     statuses = LinkCheckedConsumer(store)
     await bus.subscribe("links", statuses.types, statuses.handle)
-    relay.start()
-    stack.push_async_callback(relay.stop)
-    gauge = OutboxGauge(sql_outbox)
-    gauge.start()
-    stack.push_async_callback(gauge.stop)
+    assembly.in_background(relay)
+    assembly.in_background(OutboxGauge(sql_outbox))
     core = LinkService(
         store,
         PageTokens(settings.page_token_secret(), settings.page_token_ttl_seconds),
@@ -149,7 +182,11 @@ async def build_news_store(assembly: Assembly) -> NewsStore:
 
         from delinkcious.news.redis_store import RedisNewsStore
 
-        client = redis.from_url(settings.news_redis_url.get_secret_value())
+        password = settings.news_redis_password
+        client = redis.from_url(
+            settings.news_redis_url.get_secret_value(),
+            **({} if password is None else {"password": password.get_secret_value()}),
+        )
         assembly.stack.push_async_callback(client.aclose)
         await wait_for("Redis", client.ping, settings.startup_timeout_seconds)
         assembly.health.add("redis", client.ping)
@@ -157,17 +194,17 @@ async def build_news_store(assembly: Assembly) -> NewsStore:
     return SqlNewsStore(await migrated_engine(assembly, "news"))
 
 
-async def build_news(assembly: Assembly, bus: Bus, social: SocialGraphManager) -> NewsManager:
+async def build_news(assembly: Assembly, social: SocialGraphManager) -> NewsManager:
     """The news service, with its consumer filling feeds from link events."""
     settings = assembly.settings
     store = await build_news_store(assembly)
     consumer = NewsConsumer(store, social, feed_cap=settings.news_feed_cap)
-    await bus.subscribe("news", consumer.types, consumer.handle)
+    await (await assembly.bus()).subscribe("news", consumer.types, consumer.handle)
     tokens = SignedTokens(settings.page_token_secret(), settings.page_token_ttl_seconds)
     return assembly.chain.apply(NewsManager, "news", NewsService(store, tokens))
 
 
-async def build_link_checker(assembly: Assembly, bus: Bus) -> LinkChecker:
+async def build_link_checker(assembly: Assembly) -> LinkChecker:
     """The link checker, checking every link.added it is handed and publishing the verdict."""
     settings = assembly.settings
     http_checker = HttpLinkChecker(
@@ -183,6 +220,7 @@ async def build_link_checker(assembly: Assembly, bus: Bus) -> LinkChecker:
     assembly.stack.push_async_callback(http_checker.aclose)
     # Counted innermost, so an injected fault is not taken for a check result.
     checker = assembly.chain.apply(LinkChecker, "link_checker", metered_link_checker(http_checker))
+    bus = await assembly.bus()
     checks = LinkCheckConsumer(checker, bus)
     await bus.subscribe(
         "link_checker",
@@ -193,8 +231,35 @@ async def build_link_checker(assembly: Assembly, bus: Bus) -> LinkChecker:
     return checker
 
 
-async def build_bus(assembly: Assembly) -> Bus:
-    """NATS JetStream when ``DELINKCIOUS_NATS_URL`` is set, else the in-process bus."""
+async def build_gateway(
+    assembly: Assembly,
+    links: LinkManager,
+    users: UserManager,
+    social: SocialGraphManager,
+    news: NewsManager,
+) -> FastAPI:
+    """The public ``/v1`` API over the other services, with its own HTTP view (a server
+    span, HTTP metrics and an access-log line per request) and ``/metrics`` for every
+    service in the process.
+
+    Sessions are resolved through a short cache: every authenticated request needs one.
+    """
+    settings = assembly.settings
+    app = create_app(
+        links,
+        CachedUserManager(users, ttl=settings.session_cache_seconds),
+        social,
+        news,
+        readiness=assembly.health,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    if settings.middleware:
+        app.add_middleware(HttpObservabilityMiddleware, service="gateway")
+    install_metrics(app, settings.version)
+    return app
+
+
+async def _connect_bus(assembly: Assembly) -> Bus:
     settings = assembly.settings
     bus: Bus
     if settings.nats_url is not None:
@@ -210,54 +275,4 @@ async def build_bus(assembly: Assembly) -> Bus:
         bus = nats_bus
     else:
         bus = MemoryBus()
-    bus = TracedBus(MeteredBus(bus))
-    assembly.stack.push_async_callback(bus.close)
-    return bus
-
-
-def instrument_gateway(app: FastAPI, settings: Settings) -> None:
-    """The gateway's own HTTP view (a server span, HTTP metrics and an access-log line per
-    request) and ``/metrics`` for every service in the process."""
-    if settings.middleware:
-        app.add_middleware(HttpObservabilityMiddleware, service="gateway")
-    install_metrics(app, settings.version)
-
-
-@dataclass
-class EmbeddedSystem:
-    app: FastAPI
-    bus: Bus
-
-
-@asynccontextmanager
-async def embedded(settings: Settings) -> AsyncIterator[EmbeddedSystem]:
-    """Every service in this one process, on the backends the settings name.
-
-    By default that is SQLite files and the in-process bus; PostgreSQL, Redis and NATS
-    when their URLs are set. Shutdown runs in reverse: the relay stops before the bus.
-    """
-    async with AsyncExitStack() as stack:
-        assembly = Assembly(settings, stack)
-        bus = await build_bus(assembly)
-        users = CachedUserManager(await build_users(assembly), ttl=settings.session_cache_seconds)
-        social = await build_social_graph(assembly, users)
-        news = await build_news(assembly, bus, social)
-        await build_link_checker(assembly, bus)
-        links = await build_links(assembly, bus)
-        app = create_app(
-            links,
-            users,
-            social,
-            news,
-            readiness=assembly.health,
-            max_body_bytes=settings.max_body_bytes,
-        )
-        instrument_gateway(app, settings)
-        yield EmbeddedSystem(app=app, bus=bus)
-
-
-@asynccontextmanager
-async def embedded_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The embedded system's public app, for serving."""
-    async with embedded(settings) as system:
-        yield system.app
+    return TracedBus(MeteredBus(bus))

@@ -50,6 +50,7 @@ class Cluster:
             "DELINKCIOUS_NEWS_REDIS_URL": "redis://127.0.0.1:6379/0",
             "DELINKCIOUS_NATS_URL": "nats://127.0.0.1:4222",
             "DELINKCIOUS_INTERNAL_TOKENS": ",".join(f"{s}={t}" for s, t in self.tokens.items()),
+            "DELINKCIOUS_SECRET_KEY": secrets.token_urlsafe(32),
             **{
                 f"DELINKCIOUS_{service.upper()}_URL": self.url(service)
                 for service in SERVICES

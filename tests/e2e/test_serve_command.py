@@ -22,6 +22,7 @@ from tests.e2e.conftest import BIN, free_port
 from tests.support.postgres import drop_databases, postgres_url
 
 TOKENS = "gateway=g-secret-0123456789,links=l-secret-0123456789"
+NATS = "nats://127.0.0.1:4222"
 
 
 def delinkcious(
@@ -60,6 +61,38 @@ def delinkcious(
             {"DELINKCIOUS_INTERNAL_TOKENS": TOKENS},
             "DELINKCIOUS_NATS_URL is required",
         ),
+        (
+            ["serve", "links"],
+            {"DELINKCIOUS_INTERNAL_TOKENS": TOKENS, "DELINKCIOUS_NATS_URL": NATS},
+            "DELINKCIOUS_LINKS_DATABASE_URL is required",
+        ),
+        (
+            ["serve", "news"],
+            {
+                "DELINKCIOUS_INTERNAL_TOKENS": "news=n-secret-0123456789",
+                "DELINKCIOUS_NATS_URL": NATS,
+                "DELINKCIOUS_SOCIAL_GRAPH_URL": "http://127.0.0.1:1",
+            },
+            "DELINKCIOUS_NEWS_DATABASE_URL (or DELINKCIOUS_NEWS_REDIS_URL) is required",
+        ),
+        (
+            ["serve", "links"],
+            {
+                "DELINKCIOUS_INTERNAL_TOKENS": TOKENS,
+                "DELINKCIOUS_NATS_URL": NATS,
+                "DELINKCIOUS_LINKS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/links",
+            },
+            "DELINKCIOUS_SECRET_KEY is required: links signs page tokens",
+        ),
+        (
+            ["serve", "users"],
+            {
+                "DELINKCIOUS_INTERNAL_TOKENS": "users=u-secret-0123456789",
+                "DELINKCIOUS_USERS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/users",
+                "DELINKCIOUS_FAULTS": "users.sign_up:error=0.5",
+            },
+            "DELINKCIOUS_FAULTS: users has no method 'sign_up'",
+        ),
         (["serve", "accounting"], {"DELINKCIOUS_INTERNAL_TOKENS": TOKENS}, "unknown service"),
         (
             ["serve", "links"],
@@ -71,6 +104,7 @@ def delinkcious(
             {"DELINKCIOUS_LINK_CHECKER_ALLOWED_NETWORKS": "10.0.0.0/33"},
             "DELINKCIOUS_LINK_CHECKER_ALLOWED_NETWORKS",
         ),
+        (["up"], {"DELINKCIOUS_FAULTS": "linkz.get_links:error=1"}, "no service 'linkz'"),
     ],
 )
 def test_a_wrong_configuration_is_a_one_line_error(
@@ -92,6 +126,7 @@ def test_a_missing_dependency_is_waited_for_then_named(tmp_path: Path) -> None:
         "DELINKCIOUS_NATS_URL": "nats://127.0.0.1:4222",
         # Nothing listens on port 1: the service retries, then gives up with the reason.
         "DELINKCIOUS_LINKS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/links",
+        "DELINKCIOUS_SECRET_KEY": "k" * 32,
         "DELINKCIOUS_STARTUP_TIMEOUT_SECONDS": "1.5",
     }
     started = time.monotonic()

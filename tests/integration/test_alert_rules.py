@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from delinkcious.cli.processes import ports
-from delinkcious.distributed import SERVICES
+from delinkcious.registry import NAMES
 from tests.e2e.conftest import (
     CHECKER_ENV,
     Server,
@@ -316,7 +316,7 @@ def test_the_processes_alternative_matches_up_processes(tmp_path: Path) -> None:
     assert {group["labels"]["service"]: group["targets"] for group in groups} == {
         service: [f"localhost:{port}"] for service, port in ports(5000).items()
     }
-    assert {group["labels"]["service"] for group in groups} == set(SERVICES)
+    assert {group["labels"]["service"] for group in groups} == set(NAMES)
 
 
 # --- Alertmanager config ------------------------------------------------------------------------

@@ -19,9 +19,9 @@ import nats
 import pytest
 import redis.asyncio as redis
 
+from delinkcious.embedded import EmbeddedSystem, embedded
 from delinkcious.model.events import Event, EventType
 from delinkcious.platform.config import Settings
-from delinkcious.wiring import EmbeddedSystem, embedded
 from tests.support.nats import NatsServer
 from tests.support.postgres import fresh_databases
 

@@ -30,6 +30,7 @@ from delinkcious.model import (
 from delinkcious.model.events import Event, EventType
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
+from tests.support.postgres import fresh_databases
 
 USER = "alice"
 T0 = dt.datetime(2026, 2, 3, 4, 5, 6, 789012, tzinfo=dt.UTC)
@@ -580,3 +581,25 @@ async def test_migrations_build_a_fresh_database(
     finally:
         await engine.dispose()
 
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_migrate_one_at_a_time(
+    head_revisions: dict[str, str],
+) -> None:
+    """Several replicas of a new release on PostgreSQL run their migrations at one moment
+    (the embedded shape has one process per SQLite file, so only PostgreSQL meets this)."""
+    async with fresh_databases(["replicas"]) as urls:
+        engines = [create_engine(urls["replicas"]) for _ in range(4)]
+        try:
+            await asyncio.gather(*(upgrade(engine, "delinkcious.links") for engine in engines))
+            async with engines[0].connect() as conn:
+                versions = (
+                    (await conn.execute(text("SELECT version_num FROM links_alembic_version")))
+                    .scalars()
+                    .all()
+                )
+            assert versions == [head_revisions["links"]]
+        finally:
+            for engine in engines:
+                await engine.dispose()

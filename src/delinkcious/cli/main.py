@@ -16,8 +16,9 @@ from delinkcious.cli.serving import listen, run, serve
 from delinkcious.cli.smoke import smoke
 from delinkcious.platform.config import Settings
 from delinkcious.platform.startup import DependencyUnavailable
+from delinkcious.registry import SERVICES, ConfigurationError
 
-DATABASE_SERVICES = ("links", "users", "social_graph", "news")
+DATABASE_SERVICES = tuple(service.name for service in SERVICES if service.database)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -54,6 +55,8 @@ def _run_or_explain(coroutine: object) -> None:
         run(coroutine)
     except DependencyUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    except ConfigurationError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
     finally:
         shutdown_tracing()
 
@@ -85,7 +88,7 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
         from delinkcious.cli.processes import run_processes
 
         sys.exit(run_processes(settings, host, port))
-    from delinkcious.wiring import embedded_app
+    from delinkcious.embedded import embedded_app
 
     observe("delinkcious", settings, "embedded")
 
@@ -105,7 +108,8 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 def serve_command(service: str, host: str, port: int) -> None:
     """Run one SERVICE (gateway, links, users, social_graph, news, link_checker)."""
-    from delinkcious.distributed import ConfigurationError, check_configuration, service_app
+    from delinkcious.distributed import service_app
+    from delinkcious.registry import check_configuration
 
     settings = load_settings()
     try:
@@ -127,8 +131,8 @@ def migrate(service: str) -> None:
     from delinkcious.wiring import Assembly, migrated_engine
 
     settings = load_settings()
-    if service == "news" and settings.news_redis_url is not None:
-        click.echo("news: feeds live in Redis (DELINKCIOUS_NEWS_REDIS_URL); nothing to migrate")
+    if getattr(settings, f"{service}_redis_url", None) is not None:
+        click.echo(f"{service}: its data lives in Redis (DELINKCIOUS_{service.upper()}_REDIS_URL)")
         return
 
     async def apply() -> None:

@@ -254,13 +254,15 @@ class Smoke:
         self._check_link(data, "POST /v1/links")
         return self.link_url
 
-    def _check_link(self, link: object, where: str) -> None:
+    def _check_link(self, link: object, where: str) -> dict[str, Any]:
+        """``link`` as a JSON object, if it has the smoke's url and tags (else StepFailed)."""
         if not isinstance(link, dict) or link.get("url") != self.link_url:
             url = link.get("url") if isinstance(link, dict) else link
             raise StepFailed(f"{where} answered url {url!r}, expected {self.link_url!r}")
         tags = link.get("tags")
         if not isinstance(tags, list) or set(tags) != self.tags:
             raise StepFailed(f"{where} answered tags {tags!r}, expected {sorted(self.tags)!r}")
+        return link
 
     def _fetch_link(self) -> dict[str, Any]:
         where = f"GET /v1/links?tag={self.tag}"
@@ -273,8 +275,7 @@ class Smoke:
         if len(links) != 1:
             urls = [link.get("url") if isinstance(link, dict) else link for link in links]
             raise StepFailed(f"{where} answered {len(links)} links {urls!r}, expected 1")
-        self._check_link(links[0], where)
-        return links[0]
+        return self._check_link(links[0], where)
 
     def list_links(self) -> str:
         link = self._fetch_link()
@@ -396,7 +397,7 @@ class Smoke:
         return passed
 
 
-def _base_url(_: click.Context, __: click.Parameter, value: str) -> str:
+def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     value = value.strip().rstrip("/")
     try:
         parts = urlsplit(value)

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from contextvars import Token
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -58,7 +59,7 @@ def route_template(scope: Scope, root_path: str = "") -> str:
     route = scope.get("route")
     if route is None:
         return UNMATCHED
-    prefix = scope.get("root_path", "")[len(root_path) :]
+    prefix: str = scope.get("root_path", "")[len(root_path) :]
     if isinstance(route, Mount):  # an ASGI app mounted as a whole: its own paths stay out
         return prefix + "/{path}"
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -71,7 +72,9 @@ def user_of(scope: Scope) -> str | None:
     return user if isinstance(user, str) else None
 
 
-def _enter_trace(tracer: trace.Tracer, scope: Scope) -> tuple[trace.Span | None, object]:
+def _enter_trace(
+    tracer: trace.Tracer, scope: Scope
+) -> tuple[trace.Span | None, Token[context.Context] | None]:
     """Make this request's SERVER span current, continuing the caller's context if any.
 
     When the sampler is sure to drop the span (``worth_a_span``), no span is made: the

@@ -23,8 +23,8 @@ class LinkCheckedConsumer:
 
     async def handle(self, event: Event) -> None:
         try:
-            status = LinkStatus(event.data.get("status"))
-        except ValueError:
+            status = LinkStatus(event.data["status"])
+        except (KeyError, ValueError):
             log.warning("ignoring link.checked %s with no valid status", event.id)
             return
         await self._store.set_status(event.author, event.url, status, CONSUMER, event.id)

@@ -104,7 +104,9 @@ class SqlLinkStore:
                 raise AlreadyExists(
                     f"a link with url {link.url!r} is already saved", code="link_exists"
                 ) from None
-            link_id = result.inserted_primary_key[0]
+            primary_key = result.inserted_primary_key
+            assert primary_key is not None  # a single-row insert always has one
+            link_id = primary_key[0]
             await self._write_tags(conn, username, link_id, link.tags)
             await enqueue(conn, outbox, event)
         self._on_event()

@@ -8,6 +8,7 @@ exactly the ``(time, event id)`` order of ``NewsCursor``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -34,6 +35,10 @@ end
 return 0
 """
 
+# (member, score) pairs, as ZRANGE ... WITHSCORES answers: redis-py's return type does not
+# follow ``withscores``.
+_Scored = list[tuple[bytes | str, float]]
+
 # Followers per script call: bounds how long one fan-out holds the (single-threaded) server.
 _FANOUT_BATCH = 500
 
@@ -54,7 +59,7 @@ class RedisNewsStore:
         return f"{self._prefix}{username}:feed", f"{self._prefix}{username}:events"
 
     async def append(self, usernames: Sequence[str], event: Event, cap: int) -> None:
-        args = [to_micros(cursor_of(event).time), event.id, event.to_json(), cap]
+        args = (to_micros(cursor_of(event).time), event.id, event.to_json(), cap)
         followers = sorted(set(usernames))
         for start in range(0, len(followers), _FANOUT_BATCH):
             keys = [
@@ -67,7 +72,9 @@ class RedisNewsStore:
     async def page(self, username: str, after: NewsCursor | None, limit: int) -> list[FeedItem]:
         feed, events = self._keys(username)
         if after is None:
-            newest = await self._redis.zrange(feed, 0, limit - 1, desc=True, withscores=True)
+            newest = cast(
+                _Scored, await self._redis.zrange(feed, 0, limit - 1, desc=True, withscores=True)
+            )
         else:
             score = to_micros(after.time)
             async with self._redis.pipeline(transaction=False) as pipe:

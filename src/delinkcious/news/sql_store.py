@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -14,7 +14,11 @@ from delinkcious.model.events import Event
 from delinkcious.news.store import FeedItem, NewsCursor, cursor_of
 from delinkcious.news.tables import news_feeds, news_items
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Either dialect's insert: both have the ON CONFLICT clauses used here.
+_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 # Executed once per full feed, with that feed's excess: its oldest events go.
 _DROP_OLDEST = delete(news_items).where(

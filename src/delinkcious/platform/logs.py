@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
@@ -428,7 +428,11 @@ def utc_timestamp() -> str:
     return "%s.%06dZ" % (stamp[1], micro)  # noqa: UP031 (faster than an f-string here)
 
 
-def _common_fields(static: dict[str, str]) -> Processor:
+# A processor that hands the event dict on rather than rendering it: another can follow.
+_EventProcessor = Callable[[WrappedLogger, str, EventDict], EventDict]
+
+
+def _common_fields(static: dict[str, str]) -> _EventProcessor:
     """``level``, ``timestamp``, ``service`` (and the like), ``trace_id`` and ``span_id``.
 
     One processor rather than five: it runs on every line.
@@ -526,7 +530,7 @@ def render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
         return json.dumps(line, default=_plain_default, ensure_ascii=False)
 
 
-def _json_line(common_fields: Processor) -> Processor:
+def _json_line(common_fields: _EventProcessor) -> Processor:
     """structlog's own lines in JSON, every processor inlined in one.
 
     They run on every call of every service: one function call per line rather than

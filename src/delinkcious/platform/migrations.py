@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -18,8 +19,16 @@ def _config(package: str, connection: Connection | None = None) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, package: str, revision: str = "head") -> None:
-    """Bring the service's schema (``package``, e.g. ``delinkcious.links``) up to ``revision``."""
+    """Bring the service's schema (``package``, e.g. ``delinkcious.links``) up to ``revision``.
+
+    On PostgreSQL, replicas that start together (a new Deployment, a scale-up) migrate one
+    at a time under an advisory lock held until the commit; the next finds the schema at
+    head and does nothing.
+    """
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(package.encode()).digest()[:8], "big", signed=True)
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         await connection.run_sync(lambda sync: command.upgrade(_config(package, sync), revision))
 
 

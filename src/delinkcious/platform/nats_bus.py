@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import nats.errors
 import nats.js.errors
@@ -125,8 +126,9 @@ class NatsBus:
                     url,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=reconnect_wait,
-                    connect_timeout=min(2.0, connect_timeout),
+                    # Seconds, used as floats, though annotated int (nats-io/nats.py#1000).
+                    reconnect_time_wait=cast(int, reconnect_wait),
+                    connect_timeout=cast(int, min(2.0, connect_timeout)),
                     error_cb=_log_error,
                     disconnected_cb=disconnected,
                     reconnected_cb=_log_reconnected,

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -35,6 +35,14 @@ def _digest(scope: str) -> str:
     return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
+class _Sealed(TypedDict):
+    """What a token carries, under its signature."""
+
+    s: str  # the scope's digest
+    e: int  # expiry, in seconds since the epoch
+    d: dict[str, Any]  # the caller's data
+
+
 class SignedTokens:
     def __init__(
         self,
@@ -53,9 +61,8 @@ class SignedTokens:
         return _b64encode(hmac.new(self._secret, payload, hashlib.sha256).digest()[:16])
 
     def seal(self, scope: str, data: dict[str, Any]) -> str:
-        payload = orjson.dumps(
-            {"s": _digest(scope), "e": int(self._clock()) + self._ttl, "d": data}
-        )
+        sealed: _Sealed = {"s": _digest(scope), "e": int(self._clock()) + self._ttl, "d": data}
+        payload = orjson.dumps(sealed)
         return f"{_b64encode(payload)}.{self._sign(payload)}"
 
     def open(self, token: str, scope: str) -> dict[str, Any]:
@@ -74,7 +81,7 @@ class SignedTokens:
             raise invalid from None
         if _b64encode(payload) != body or not hmac.compare_digest(signature, self._sign(payload)):
             raise invalid
-        sealed = orjson.loads(payload)
+        sealed: _Sealed = orjson.loads(payload)  # signed by seal(): it has this shape
         # Scope first: a token of another listing is foreign, however old it is.
         if sealed["s"] != _digest(scope):
             raise InvalidArgument(

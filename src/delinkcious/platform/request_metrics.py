@@ -85,13 +85,19 @@ class RequestMetrics(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """The families, empty: lets the registry check their names without collecting."""
-        yield CounterMetricFamily(
+        yield from self._families()
+
+    def _families(self) -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        counter = CounterMetricFamily(
             self._counter_name, self._counter_help, labels=(*self._labels, self._outcome_label)
         )
-        yield HistogramMetricFamily(self._histogram_name, self._histogram_help, labels=self._labels)
+        histogram = HistogramMetricFamily(
+            self._histogram_name, self._histogram_help, labels=self._labels
+        )
+        return counter, histogram
 
     def collect(self) -> Iterator[Metric]:
-        counter, histogram = self.describe()
+        counter, histogram = self._families()
         bounds = [floatToGoString(bound) for bound in self._bounds] + ["+Inf"]
         with self._lock:
             snapshot = [

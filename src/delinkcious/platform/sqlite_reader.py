@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ClauseElement
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class SqliteReader:
@@ -35,6 +36,7 @@ class SqliteReader:
         compiled = self._compiled.get(key)
         if compiled is None:
             sql = statement.compile(dialect=sqlite.dialect())
+            assert isinstance(sql, SQLCompiler)  # a query: compile() is typed for DDL too
             # sql.params holds the values the compiler bound itself (SQLite's OFFSET 0).
             compiled = (str(sql), tuple(sql.positiontup or ()), dict(sql.params))
             self._compiled[key] = compiled

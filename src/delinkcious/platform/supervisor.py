@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 
@@ -123,7 +123,10 @@ async def _watch(
     """Wait for readiness, then for the first exit or stop request; return the exit status."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + start_timeout
-    exits = {asyncio.ensure_future(child.process.wait()): child for child in children}
+    # Any: waited on, and cancelled, together with futures of other results.
+    exits: dict[asyncio.Future[Any], _Child] = {
+        asyncio.ensure_future(child.process.wait()): child for child in children
+    }
     stop = asyncio.ensure_future(stopping.wait())
     async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT, trust_env=False) as client:
         ready = asyncio.gather(*(_until_ready(child, client) for child in children))

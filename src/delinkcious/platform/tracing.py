@@ -201,7 +201,12 @@ def _may_sample(sampler: Sampler | None) -> tuple[bool, bool]:
     Asked with trace id 1, which any ratio above 0 samples (ratio samplers compare the
     low 64 bits of the trace id with the ratio of 2**64).
     """
-    from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        ParentBased,
+        StaticSampler,
+        TraceIdRatioBased,
+    )
 
     if not isinstance(sampler, (StaticSampler, TraceIdRatioBased, ParentBased)):
         return True, False
@@ -210,7 +215,7 @@ def _may_sample(sampler: Sampler | None) -> tuple[bool, bool]:
         under = None
         if parent is not None:
             under = trace.set_span_in_context(trace.NonRecordingSpan(parent))
-        return sampler.should_sample(under, 1, "probe").decision.is_sampled()
+        return sampler.should_sample(under, 1, "probe").decision is Decision.RECORD_AND_SAMPLE
 
     unsampled = (
         trace.SpanContext(1, 1, is_remote=remote, trace_flags=trace.TraceFlags(0))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
-from delinkcious.platform.transport.introspection import Method, describe
+from delinkcious.platform.transport.introspection import Method, describe, protocol_class
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 P = TypeVar("P")
 Call = Callable[..., Awaitable[Any]]
@@ -34,7 +37,7 @@ class Invocation(NamedTuple):
 Around = Callable[[Invocation, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-def wrap(protocol: type[P], service: str, inner: P, *arounds: Around) -> P:
+def wrap(protocol: TypeForm[P], service: str, inner: P, *arounds: Around) -> P:
     """An object implementing ``protocol`` whose every method runs through ``arounds``.
 
     ``wrap(P, "links", core, logging, metrics, tracing)`` is
@@ -46,18 +49,19 @@ def wrap(protocol: type[P], service: str, inner: P, *arounds: Around) -> P:
     """
     if not arounds:
         raise ValueError("wrap needs at least one around")
+    interface = protocol_class(protocol)
     names = [around.__name__ for around in reversed(arounds)]
     namespace: dict[str, Any] = {
         "__slots__": ("_inner",),
         "__repr__": lambda self: f"<{' of '.join(names)} of {self._inner!r}>",
     }
-    for method in describe(protocol).values():
-        namespace[method.name] = _method(protocol, service, method, arounds)
+    for method in describe(interface).values():
+        namespace[method.name] = _method(interface, service, method, arounds)
     title = "".join(name.title() for name in names)
-    cls = type(f"{protocol.__name__}Via{title}", (), namespace)
+    cls: type[object] = type(f"{interface.__name__}Via{title}", (), namespace)
     wrapped = cls.__new__(cls)
     object.__setattr__(wrapped, "_inner", inner)
-    return wrapped  # type: ignore[no-any-return]
+    return cast(P, wrapped)  # built from the Protocol's own methods, so it implements it
 
 
 def _method(protocol: type, service: str, method: Method, arounds: tuple[Around, ...]) -> Call:

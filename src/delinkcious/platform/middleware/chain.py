@@ -7,13 +7,16 @@ as a real slow dependency would be; tracing is outermost so its span covers them
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from delinkcious.platform.middleware.base import Around, wrap
 from delinkcious.platform.middleware.faults import Faults, faults_middleware
 from delinkcious.platform.middleware.logging import logging_middleware
 from delinkcious.platform.middleware.metrics import metrics_middleware
 from delinkcious.platform.middleware.tracing import tracing_middleware
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 P = TypeVar("P")
 
@@ -32,5 +35,5 @@ class Chain:
                 tracing_middleware(),
             ]
 
-    def apply(self, protocol: type[P], service: str, core: P) -> P:
+    def apply(self, protocol: TypeForm[P], service: str, core: P) -> P:
         return wrap(protocol, service, core, *self._layers) if self._layers else core

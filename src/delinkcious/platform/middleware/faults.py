@@ -130,15 +130,15 @@ def validate_faults(faults: Faults, protocols: Mapping[str, type]) -> None:
 
 
 def faults_middleware(
-    faults: Faults,
+    to_inject: Faults,
     rng: Callable[[], float] = random.random,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> Around:
-    """An ``Around`` injecting ``faults``; methods not named pass straight through.
+    """An ``Around`` injecting ``to_inject``; methods not named pass straight through.
 
     ``rng`` returns a float in [0, 1): a call fails when it is below the error rate.
     """
-    table = dict(faults)
+    table = dict(to_inject)
     for (service, method), fault in sorted(table.items()):
         log.warning(
             "fault injection ON for %s.%s: latency %.3fs, error rate %.2f",

@@ -113,8 +113,8 @@ def logging_middleware(
             "error": _error(exc),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        if domain:
-            fields["code"] = exc.code  # type: ignore[attr-defined]
+        if isinstance(exc, DelinkciousError):
+            fields["code"] = exc.code
         if caller is None:
             caller = callsite(sys._getframe(1), _NOT_CALLERS)
         fields["called_from"] = caller

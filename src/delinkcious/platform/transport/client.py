@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 from opentelemetry import propagate
@@ -23,8 +23,11 @@ from delinkcious.platform.transport.errors import (
     RemoteError,
     parse_error,
 )
-from delinkcious.platform.transport.introspection import Method, describe
+from delinkcious.platform.transport.introspection import Method, describe, protocol_class
 from delinkcious.platform.transport.server import PREFIX
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 P = TypeVar("P")
 
@@ -163,7 +166,7 @@ def _remote_class(protocol: type) -> type[_Remote]:
 
 
 def remote(
-    protocol: type[P],
+    protocol: TypeForm[P],
     service: str,
     base_url: str,
     token: str,
@@ -179,5 +182,7 @@ def remote(
     exponential backoff from ``backoff`` seconds when the method is ``@idempotent`` (or the
     request never left), raised at once otherwise. A refused token is ``InternalAuthError``.
     """
-    instance = _remote_class(protocol)(service, base_url, token, client, retries, backoff)
+    instance = _remote_class(protocol_class(protocol))(
+        service, base_url, token, client, retries, backoff
+    )
     return cast(P, instance)

@@ -13,14 +13,23 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
 from delinkcious.model.markers import is_idempotent
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
+
 # A misspelt argument is refused rather than silently dropped (a defect of the original).
 _STRICT = ConfigDict(extra="forbid")
+
+
+class ResultBody(BaseModel):
+    """``{"result": ...}``: each method's response model narrows ``result`` to its type."""
+
+    result: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +43,7 @@ class Method:
     signature: inspect.Signature  # without ``self``: the client binds calls as Python does
     arguments: type[BaseModel]  # the request body
     result: TypeAdapter[Any]  # encodes the value the server answers
-    response: type[BaseModel]  # decodes ``{"result": ...}`` on the client in one pass
+    response: type[ResultBody]  # decodes ``{"result": ...}`` on the client in one pass
 
     def encode_arguments(self, arguments: Mapping[str, Any]) -> bytes:
         """Only the arguments the caller gave: the callee's defaults apply, as in-process."""
@@ -43,6 +52,14 @@ class Method:
 
     def encode_result(self, value: Any) -> bytes:
         return b'{"result":' + self.result.dump_json(value) + b"}"
+
+
+def protocol_class(protocol: TypeForm[Any]) -> type:
+    """The class ``protocol`` names. Callers take a ``TypeForm`` because type checkers refuse
+    a Protocol class (abstract: it cannot be instantiated) where ``type[P]`` is expected."""
+    if not isinstance(protocol, type):
+        raise TypeError(f"{protocol!r} is not a Protocol class")
+    return protocol
 
 
 @functools.cache
@@ -92,5 +109,5 @@ def _method(protocol: type, name: str, function: Any) -> Method:
         signature=signature,
         arguments=create_model(f"{model_name}_arguments", __config__=_STRICT, **fields),
         result=TypeAdapter(returns),
-        response=create_model(f"{model_name}_response", result=(returns, ...)),
+        response=create_model(f"{model_name}_response", __base__=ResultBody, result=(returns, ...)),
     )
