@@ -16,12 +16,12 @@ test: $(VENV)/.installed-test
 	scripts/ensure-backends
 	scripts/ensure-debian-tools $(OBSERVABILITY_TOOLS)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests benchmarks
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests benchmarks
 
 bench: $(VENV)/.installed-test
 	scripts/ensure-debian-tools wrk=wrk valgrind=valgrind,callgrind_control

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -523,9 +524,12 @@ def measure_round(args: argparse.Namespace, wrk: str, replica: Replica, limit: i
 
 
 def report_cost(limit: int, replicas: list[Replica]) -> None:
-    def pooled(mode: str, figure: str) -> float:
+    def pooled(mode: str, figure: Literal["rps", "cpu_us"]) -> float:
         return statistics.median(
-            value for r in replicas if r.mode == mode for value in getattr(r, figure)
+            value
+            for r in replicas
+            if r.mode == mode
+            for value in (r.rps if figure == "rps" else r.cpu_us)
         )
 
     on_rps, off_rps = pooled("on", "rps"), pooled("off", "rps")

@@ -15,6 +15,10 @@ They follow the SQL stores' semantics, not just their signatures:
   given (the manager canonicalises them); ``add_session`` first drops the user's
   sessions that expired at or before ``now``; sessions of unknown users are refused
   like the SQL foreign key would.
+* ``FakeSocialGraph`` (``delinkcious.model.social.SocialGraphManager``): a plain map of
+  followers without the users service behind it (any name may follow any other); ``error``
+  makes every read fail like an outage; ``add_follower`` sets a follow up synchronously,
+  for fixtures.
 
 Each fake counts its calls in ``calls`` so a test can tell how the manager used it.
 """
@@ -23,11 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from delinkcious.links.store import Cursor, StoredLink
-from delinkcious.model.errors import AlreadyExists, LimitExceeded
+from delinkcious.model.errors import AlreadyExists, InvalidArgument, LimitExceeded, NotFound
 from delinkcious.model.links import Link, LinkStatus
 from delinkcious.model.users import User
 from delinkcious.users.store import Credentials, Session
@@ -190,3 +194,43 @@ class FakeUserStore:
     async def delete_session(self, token_hash: str) -> bool:
         self.calls["delete_session"] += 1
         return self.sessions.pop(token_hash, None) is not None
+
+
+class FakeSocialGraph:
+    def __init__(self) -> None:
+        self.followers: dict[str, list[str]] = defaultdict(list)
+        self.error: Exception | None = None
+        self.calls: Counter[str] = Counter()
+
+    # -- helpers for tests -------------------------------------------------------------
+    def add_follower(self, followed: str, follower: str) -> None:
+        self.followers[followed].append(follower)
+
+    def _check_outage(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # -- SocialGraphManager ------------------------------------------------------------
+    async def follow(self, followed: str, follower: str) -> None:
+        self.calls["follow"] += 1
+        if followed == follower:
+            raise InvalidArgument("you cannot follow yourself", code="cannot_follow_self")
+        if follower in self.followers[followed]:
+            raise AlreadyExists(f"you already follow {followed!r}", code="already_following")
+        self.add_follower(followed, follower)
+
+    async def unfollow(self, followed: str, follower: str) -> None:
+        self.calls["unfollow"] += 1
+        if follower not in self.followers[followed]:
+            raise NotFound(f"you do not follow {followed!r}", code="not_following")
+        self.followers[followed].remove(follower)
+
+    async def get_following(self, username: str) -> list[str]:
+        self.calls["get_following"] += 1
+        self._check_outage()
+        return [followed for followed, users in self.followers.items() if username in users]
+
+    async def get_followers(self, username: str) -> list[str]:
+        self.calls["get_followers"] += 1
+        self._check_outage()
+        return list(self.followers[username])

@@ -141,7 +141,8 @@ def database_urls(suffix: str) -> dict[str, str]:
 @pytest.fixture(scope="session", params=["embedded", "processes"])
 def shape(request: pytest.FixtureRequest) -> str:
     """Every scenario runs against both shapes of the same code."""
-    return request.param
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def assert_error(response: httpx.Response, status: int) -> None:
 
 @pytest.mark.parametrize(("body", "status"), BAD_ADDS)
 def test_bad_add_is_refused_and_changes_nothing(
-    api: httpx.Client, auth: dict[str, str], seeded: list[str], body: dict, status: int
+    api: httpx.Client, auth: dict[str, str], seeded: list[str], body: dict[str, object], status: int
 ) -> None:
     assert_error(api.post("/v1/links", json=body, headers=auth), status)
     assert all_pages(api, auth) == seeded
@@ -63,7 +63,11 @@ def test_bad_add_is_refused_and_changes_nothing(
 
 @pytest.mark.parametrize(("params", "status"), BAD_LISTS)
 def test_bad_list_query_is_refused(
-    api: httpx.Client, auth: dict[str, str], seeded: list[str], params: dict, status: int
+    api: httpx.Client,
+    auth: dict[str, str],
+    seeded: list[str],
+    params: dict[str, str | int],
+    status: int,
 ) -> None:
     assert_error(api.get("/v1/links", params=params, headers=auth), status)
 

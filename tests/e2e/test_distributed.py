@@ -163,6 +163,7 @@ def test_no_acknowledged_write_or_event_is_lost_when_a_service_is_killed(
         return urls if len(urls) >= len(stored) else None
 
     urls = eventually(news_urls, timeout=60.0)
+    assert urls is not None
     assert sorted(urls) == sorted(stored)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,7 +51,7 @@ def test_link_cap_is_configurable(tmp_path_factory: pytest.TempPathFactory) -> N
         server.stop()
 
 
-def test_refuses_a_port_in_use_with_a_one_line_reason(server: Server, tmp_path) -> None:
+def test_refuses_a_port_in_use_with_a_one_line_reason(server: Server, tmp_path: Path) -> None:
     clash = subprocess.run(
         [str(BIN), "up", "--port", str(server.port), "--data-dir", str(tmp_path)],
         capture_output=True,

@@ -12,7 +12,7 @@ def add(api: httpx.Client, auth: dict[str, str], url: str, **fields: object) -> 
     return api.post("/v1/links", json=body, headers=auth)
 
 
-def all_pages(api: httpx.Client, auth: dict[str, str], **params: object) -> list[str]:
+def all_pages(api: httpx.Client, auth: dict[str, str], **params: str) -> list[str]:
     urls: list[str] = []
     token = None
     while True:

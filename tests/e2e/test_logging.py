@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -117,7 +118,7 @@ def test_logs_are_json_lines_with_an_access_log_and_no_secrets(
     assert "not-a-live-token" not in output
 
 
-def test_a_bad_log_level_is_a_one_line_configuration_error(tmp_path) -> None:
+def test_a_bad_log_level_is_a_one_line_configuration_error(tmp_path: Path) -> None:
     run = subprocess.run(
         [str(BIN), "up", "--port", "0", "--data-dir", str(tmp_path)],
         env={**os.environ, "DELINKCIOUS_LOG_LEVEL": "chatty"},

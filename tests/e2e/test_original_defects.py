@@ -21,7 +21,7 @@ from tests.e2e.test_links import add, all_pages
     ],
 )
 def test_filters_reach_the_service(
-    api: httpx.Client, auth: dict[str, str], params: dict, expected: list[str]
+    api: httpx.Client, auth: dict[str, str], params: dict[str, str], expected: list[str]
 ) -> None:
     """The original's gateway and service disagreed on parameter names: filters vanished."""
     add(

@@ -27,13 +27,13 @@ NATS = "nats://127.0.0.1:4222"
 
 def delinkcious(
     *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN), *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,8 +17,10 @@ from tests.e2e.conftest import register_and_login
 from tests.e2e.test_bad_input import assert_error
 from tests.e2e.test_links import add
 
+T = TypeVar("T")
 
-def eventually(check: Callable[[], object], timeout: float = 15.0) -> object:
+
+def eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
     """Poll until ``check`` returns something truthy: events cross the bus asynchronously."""
     deadline = time.monotonic() + timeout
     while True:
@@ -35,10 +38,11 @@ def people(api: httpx.Client) -> dict[str, dict[str, str]]:
     return {name: register_and_login(api, name) for name in names}
 
 
-def news(api: httpx.Client, auth: dict[str, str], **params: object) -> dict:
+def news(api: httpx.Client, auth: dict[str, str], **params: str | int) -> dict[str, Any]:
     response = api.get("/v1/news", params=params, headers=auth)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def test_follow_rules(api: httpx.Client, people: dict[str, dict[str, str]]) -> None:
@@ -73,8 +77,8 @@ def test_a_followed_users_links_reach_the_followers_news(
     )
     api.delete("/v1/links", params={"url": url}, headers=people[alice])
 
-    def bobs_news() -> list[dict]:
-        events = news(api, people[bob], limit=100)["events"]
+    def bobs_news() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = news(api, people[bob], limit=100)["events"]
         return events if len(events) == 3 else []
 
     events = eventually(bobs_news)

@@ -81,6 +81,7 @@ class OtlpReceiver:
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}"
 
     def start(self) -> OtlpReceiver:

@@ -10,7 +10,8 @@ from tests.e2e.conftest import new_username, register_and_login
 def _error_code(response: httpx.Response) -> str:
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return body["error"]["code"]
+    code: str = body["error"]["code"]
+    return code
 
 
 def test_register_returns_canonical_username(api: httpx.Client) -> None:

@@ -31,7 +31,8 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +109,11 @@ async def fresh_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]
 @pytest.fixture(scope="session")
 def head_revisions() -> dict[str, str]:
     """The newest migration each service ships: what ``upgrade`` must leave recorded."""
-    heads = {}
+    heads: dict[str, str] = {}
     for service, package in SERVICES.items():
         config = Config()
         config.set_main_option("script_location", f"{package}:migrations")
-        heads[service] = ScriptDirectory.from_config(config).get_current_head()
+        head = ScriptDirectory.from_config(config).get_current_head()
+        assert head is not None, f"{package} ships no migration"
+        heads[service] = head
     return heads

@@ -285,7 +285,8 @@ def test_promtool_checks_the_prometheus_config_and_finds_the_rules() -> None:
 
 
 def _job(config: dict[str, Any]) -> dict[str, Any]:
-    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "delinkcious"]
+    jobs: list[dict[str, Any]] = config["scrape_configs"]
+    (job,) = [job for job in jobs if job["job_name"] == "delinkcious"]
     return job
 
 

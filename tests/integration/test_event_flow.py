@@ -118,7 +118,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float = 30.0) 
 async def feed(api: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
     response = await api.get("/v1/news", params={"limit": 100}, headers=headers)
     assert response.status_code == 200, response.text
-    return response.json()["events"]
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
 
 
 async def statuses(api: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:

@@ -13,14 +13,16 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypedDict, Unpack
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from delinkcious.link_checker.checker import CheckerSettings, HttpLinkChecker
+from delinkcious.link_checker.guard import IPNetwork
 from delinkcious.model.checker import CheckResult, LinkChecker
 from delinkcious.model.links import LinkStatus
 
@@ -130,7 +132,23 @@ class Server:
 
 
 ServerFactory = Callable[..., Awaitable[Server]]
-CheckerFactory = Callable[..., HttpLinkChecker]
+
+
+class SettingsChanges(TypedDict, total=False):
+    """The ``CheckerSettings`` fields a test may change (passed to ``dataclasses.replace``)."""
+
+    allowed_networks: Sequence[str | IPNetwork]
+    connect_timeout: float
+    total_timeout: float
+    max_concurrency: int
+    retries: int
+    backoff: float
+    max_redirects: int
+    user_agent: str
+
+
+class CheckerFactory(Protocol):
+    def __call__(self, **changes: Unpack[SettingsChanges]) -> HttpLinkChecker: ...
 
 
 @pytest.fixture
@@ -158,7 +176,7 @@ async def make_checker() -> AsyncIterator[CheckerFactory]:
     """A checker with FAST settings, changed by keyword; closed at the end of the test."""
     made: list[HttpLinkChecker] = []
 
-    def make(**changes: object) -> HttpLinkChecker:
+    def make(**changes: Unpack[SettingsChanges]) -> HttpLinkChecker:
         checker = HttpLinkChecker(dataclasses.replace(FAST, **changes))
         made.append(checker)
         return checker
@@ -171,7 +189,7 @@ async def make_checker() -> AsyncIterator[CheckerFactory]:
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def test_implements_the_port(make_checker: CheckerFactory) -> None:

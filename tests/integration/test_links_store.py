@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypedDict, Unpack
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from delinkcious.links.manager import LinkService
@@ -52,17 +54,41 @@ def deleted() -> Event:
     return _event(EventType.LINK_DELETED)
 
 
-def make_link(n: int | str, *, at: dt.datetime = T0, tags=(), **kw) -> Link:
-    fields = {
-        "url": f"https://example.com/{n}",
-        "title": f"link {n}",
-        "description": f"about {n}",
-        "tags": frozenset(tags),
-        "status": LinkStatus.PENDING,
-        "created_at": at,
-        "updated_at": at,
-    } | kw
-    return Link(**fields)
+class LinkChanges(TypedDict, total=False):
+    """``Link`` fields a test may set (passed to ``dataclasses.replace``)."""
+
+    url: str
+    title: str
+    description: str
+    status: LinkStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def make_link(
+    n: int | str,
+    *,
+    at: dt.datetime = T0,
+    tags: Iterable[str] = (),
+    **changes: Unpack[LinkChanges],
+) -> Link:
+    link = Link(
+        url=f"https://example.com/{n}",
+        title=f"link {n}",
+        description=f"about {n}",
+        tags=frozenset(tags),
+        status=LinkStatus.PENDING,
+        created_at=at,
+        updated_at=at,
+    )
+    return dataclasses.replace(link, **changes)
+
+
+async def get_link(store: SqlLinkStore, url: str, username: str = USER) -> Link:
+    """The stored link the test expects to exist."""
+    link = await store.get(username, url)
+    assert link is not None
+    return link
 
 
 @pytest.fixture
@@ -80,15 +106,22 @@ def service(store: SqlLinkStore) -> LinkService:
     )
 
 
-async def count(engine: AsyncEngine, table, **where) -> int:
+async def count(engine: AsyncEngine, table: Table, **where: object) -> int:
     query = select(func.count()).select_from(table)
     for column, value in where.items():
         query = query.where(table.c[column] == value)
     async with engine.connect() as conn:
-        return await conn.scalar(query)
+        rows = await conn.scalar(query)
+    assert rows is not None
+    return rows
 
 
-async def all_pages(service: LinkService, limit: int, link_filter=None, between=None) -> list[str]:
+async def all_pages(
+    service: LinkService,
+    limit: int,
+    link_filter: LinkFilter | None = None,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
     seen: list[str] = []
     token = None
     while True:
@@ -141,7 +174,7 @@ async def test_tags_are_loaded_from_the_database_by_a_new_engine(
     try:
         fresh_store = SqlLinkStore(engine)
         fresh = LinkService(fresh_store, PageTokens(b"another-secret-0123456789abcdef"))
-        assert (await fresh_store.get(USER, added.url)).tags == added.tags
+        assert (await get_link(fresh_store, added.url)).tags == added.tags
         page = await fresh.get_links(GetLinksRequest(username=USER))
         assert {link.url: link.tags for link in page.links} == {
             "https://example.com/tagged": added.tags,
@@ -159,7 +192,7 @@ async def test_tags_are_loaded_from_the_database_by_a_new_engine(
                 remove_tags=frozenset({"python"}),
             )
         )
-        assert (await fresh_store.get(USER, added.url)).tags == updated.tags
+        assert (await get_link(fresh_store, added.url)).tags == updated.tags
         assert updated.tags == {"databases", "new", "x" * 64}
     finally:
         await engine.dispose()
@@ -168,20 +201,22 @@ async def test_tags_are_loaded_from_the_database_by_a_new_engine(
 async def test_timestamps_roundtrip_to_the_microsecond_in_utc(store: SqlLinkStore) -> None:
     at = dt.datetime(2026, 7, 8, 9, 10, 11, 123456, tzinfo=dt.UTC)
     await store.insert(USER, make_link(1, at=at), max_links=10, event=added())
-    link = await store.get(USER, "https://example.com/1")
+    link = await get_link(store, "https://example.com/1")
     assert link.created_at == at
     assert link.created_at.utcoffset() == dt.timedelta(0)
     [stored] = await store.page(USER, None, None, 10)
     assert stored.cursor.created_at == at
 
 
-async def test_unique_user_and_url_is_already_exists(store: SqlLinkStore, links_engine) -> None:
+async def test_unique_user_and_url_is_already_exists(
+    store: SqlLinkStore, links_engine: AsyncEngine
+) -> None:
     await store.insert(USER, make_link(1, tags={"a"}), max_links=10, event=added())
     with pytest.raises(AlreadyExists):
         await store.insert(
             USER, make_link(1, title="again", tags={"b"}), max_links=10, event=added()
         )
-    assert (await store.get(USER, "https://example.com/1")).title == "link 1"
+    assert (await get_link(store, "https://example.com/1")).title == "link 1"
     await store.insert("bob", make_link(1), max_links=10, event=added())  # another user may save it
     assert await count(links_engine, links) == 2
     assert await count(links_engine, link_tags) == 1
@@ -221,7 +256,7 @@ async def test_cap_is_enforced_and_delete_frees_a_slot(store: SqlLinkStore) -> N
 
 @pytest.mark.parametrize("existing", [0, 2])
 async def test_cap_is_atomic_under_concurrent_adds(
-    store: SqlLinkStore, links_engine, existing: int
+    store: SqlLinkStore, links_engine: AsyncEngine, existing: int
 ) -> None:
     cap = 5
     for n in range(existing):
@@ -273,7 +308,7 @@ async def test_replace_is_optimistic_on_updated_at(store: SqlLinkStore) -> None:
     assert await store.page(USER, "a", None, 10) == []
 
 
-async def test_delete_cascades_to_tags(store: SqlLinkStore, links_engine) -> None:
+async def test_delete_cascades_to_tags(store: SqlLinkStore, links_engine: AsyncEngine) -> None:
     await store.insert(USER, make_link(1, tags={"a", "b", "c"}), max_links=10, event=added())
     await store.insert(USER, make_link(2, tags={"a"}), max_links=10, event=added())
     async with links_engine.connect() as conn:
@@ -291,7 +326,9 @@ async def test_delete_cascades_to_tags(store: SqlLinkStore, links_engine) -> Non
     assert not await store.delete("bob", "https://example.com/2", deleted())
 
 
-async def test_database_enforces_the_cascade_itself(store: SqlLinkStore, links_engine) -> None:
+async def test_database_enforces_the_cascade_itself(
+    store: SqlLinkStore, links_engine: AsyncEngine
+) -> None:
     """Even a delete that bypasses the store leaves no orphan tags (foreign keys are on)."""
     await store.insert(USER, make_link(1, tags={"a", "b"}), max_links=10, event=added())
     async with links_engine.begin() as conn:
@@ -389,7 +426,7 @@ async def test_concurrent_tag_edits_do_not_lose_each_other(
     ] + [UpdateLinkRequest(username=USER, url=url, remove_tags=frozenset({"gone"}))]
     await asyncio.gather(*(service.update_link(edit) for edit in edits))
     expected = {"base", "tag0", "tag1", "tag2", "tag3"}
-    assert (await store.get(USER, url)).tags == expected
+    assert (await get_link(store, url)).tags == expected
     assert [row.link.url for row in await store.page(USER, "tag3", None, 10)] == [url]
     assert await store.page(USER, "gone", None, 10) == []
 
@@ -408,7 +445,7 @@ async def test_concurrent_edits_of_many_links(service: LinkService, store: SqlLi
     ]
     await asyncio.gather(*(service.update_link(edit) for edit in edits))
     for n in range(6):
-        assert (await store.get(USER, f"https://example.com/{n}")).tags == {"t0", "t1", "t2"}
+        assert (await get_link(store, f"https://example.com/{n}")).tags == {"t0", "t1", "t2"}
 
 
 async def test_service_cap_under_concurrency(store: SqlLinkStore) -> None:
@@ -543,7 +580,7 @@ async def test_a_page_token_is_bound_to_its_user_and_query(service: LinkService)
 
 
 async def test_migrations_are_idempotent(
-    store: SqlLinkStore, links_engine, head_revisions: dict[str, str]
+    store: SqlLinkStore, links_engine: AsyncEngine, head_revisions: dict[str, str]
 ) -> None:
     await store.insert(USER, make_link(1, tags={"kept"}), max_links=10, event=added())
     await upgrade(links_engine, "delinkcious.links")  # the session already ran it once
@@ -555,7 +592,7 @@ async def test_migrations_are_idempotent(
             .all()
         )
     assert versions == [head_revisions["links"]]
-    assert (await store.get(USER, "https://example.com/1")).tags == {"kept"}
+    assert (await get_link(store, "https://example.com/1")).tags == {"kept"}
 
 
 async def test_migrations_build_a_fresh_database(
@@ -568,7 +605,7 @@ async def test_migrations_build_a_fresh_database(
         await upgrade(engine, "delinkcious.links")
         fresh = SqlLinkStore(engine)
         await fresh.insert("zed", make_link(1, tags={"a"}), max_links=1, event=added())
-        assert (await fresh.get("zed", "https://example.com/1")).tags == {"a"}
+        assert (await get_link(fresh, "https://example.com/1", "zed")).tags == {"a"}
         with pytest.raises(LimitExceeded):
             await fresh.insert("zed", make_link(2), max_links=1, event=added())
         async with engine.connect() as conn:
@@ -580,7 +617,6 @@ async def test_migrations_build_a_fresh_database(
         assert versions == [head_revisions["links"]]
     finally:
         await engine.dispose()
-
 
 
 @pytest.mark.postgres

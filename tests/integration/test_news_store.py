@@ -9,11 +9,13 @@ file, and on a fresh PostgreSQL database created for this run and dropped at the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from redis.asyncio import Redis
@@ -31,6 +33,7 @@ from delinkcious.news.tables import news_feeds, news_items
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.migrations import upgrade
 from delinkcious.platform.page_tokens import SignedTokens
+from tests.fakes import FakeSocialGraph
 from tests.support.postgres import fresh_databases
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -40,17 +43,37 @@ T0 = dt.datetime(2026, 2, 3, 4, 5, 6, 789012, tzinfo=dt.UTC)
 USER = "alice"
 
 
-def event(n: int, *, at: dt.datetime | None = None, event_id: str | None = None, **kw) -> Event:
-    fields = {
-        "type": EventType.LINK_ADDED,
-        "author": "bob",
-        "url": f"https://example.com/{n}",
-        "title": f"link {n}",
-        "tags": ("news",),
-        "id": event_id or f"{n:08d}",
-        "time": at or T0 + dt.timedelta(seconds=n),
-    } | kw
-    return Event(**fields)
+class EventChanges(TypedDict, total=False):
+    """``Event`` fields a test may set (passed to ``dataclasses.replace``)."""
+
+    type: EventType
+    author: str
+    url: str
+    title: str
+    tags: tuple[str, ...]
+    id: str
+    time: dt.datetime
+    trace: dict[str, str]
+    data: dict[str, Any]
+
+
+def event(
+    n: int,
+    *,
+    at: dt.datetime | None = None,
+    event_id: str | None = None,
+    **changes: Unpack[EventChanges],
+) -> Event:
+    made = Event(
+        type=EventType.LINK_ADDED,
+        author="bob",
+        url=f"https://example.com/{n}",
+        title=f"link {n}",
+        tags=("news",),
+        id=event_id or f"{n:08d}",
+        time=at or T0 + dt.timedelta(seconds=n),
+    )
+    return dataclasses.replace(made, **changes)
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -60,12 +83,11 @@ def event(n: int, *, at: dt.datetime | None = None, event_id: str | None = None,
 async def news_redis() -> AsyncIterator[Redis]:
     url = os.environ.get("DELINKCIOUS_TEST_REDIS_URL") or DEFAULT_REDIS_URL
     client = Redis.from_url(url, socket_connect_timeout=5)
+    problem: str | None = None
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
-    else:
-        problem = None
     if problem is not None:
         await client.aclose()
         where = client.connection_pool.connection_kwargs
@@ -131,12 +153,11 @@ async def _sql_feeds(engine: AsyncEngine) -> Feeds:
 
     async def stored(username: str) -> int:
         async with engine.connect() as conn:
-            rows = await conn.scalar(
-                select(func.count()).where(news_items.c.username == username)
-            )
+            rows = await conn.scalar(select(func.count()).where(news_items.c.username == username))
             size = await conn.scalar(
                 select(news_feeds.c.size).where(news_feeds.c.username == username)
             )
+        assert rows is not None
         assert (size or 0) == rows
         return rows
 
@@ -166,14 +187,17 @@ async def postgres_feeds(news_postgres_engine: AsyncEngine) -> Feeds:
 @pytest.fixture(params=BACKENDS)
 def feeds(request: pytest.FixtureRequest) -> Feeds:
     """The store on each backend in turn; only the servers a test runs on are set up."""
-    return request.getfixturevalue(f"{request.param}_feeds")
+    feeds: Feeds = request.getfixturevalue(f"{request.param}_feeds")
+    return feeds
 
 
 async def whole_feed(store: NewsStore, username: str = USER, limit: int = 1000) -> list[FeedItem]:
     return await store.page(username, None, limit)
 
 
-async def all_pages(store: NewsStore, limit: int, between=None) -> list[FeedItem]:
+async def all_pages(
+    store: NewsStore, limit: int, between: Callable[[], Awaitable[None]] | None = None
+) -> list[FeedItem]:
     """Walks the feed page by page; ``between()`` runs after every non-empty page."""
     seen: list[FeedItem] = []
     after: NewsCursor | None = None
@@ -320,11 +344,10 @@ async def test_a_cursor_whose_event_is_gone_still_pages_exactly(feeds: Feeds) ->
 
 
 async def test_the_news_service_pages_a_fanned_out_feed(feeds: Feeds) -> None:
-    class Followers:
-        async def get_followers(self, username: str) -> list[str]:
-            return [USER, "carol"] if username == "bob" else []
-
-    consumer = NewsConsumer(feeds.store, Followers(), feed_cap=6)
+    graph = FakeSocialGraph()
+    graph.add_follower("bob", USER)
+    graph.add_follower("bob", "carol")
+    consumer = NewsConsumer(feeds.store, graph, feed_cap=6)
     news = NewsService(feeds.store, SignedTokens(b"integration-secret-0123456789abcdef"))
     kinds = [EventType.LINK_ADDED, EventType.LINK_UPDATED, EventType.LINK_DELETED]
     for n in range(8):
@@ -347,10 +370,13 @@ async def test_the_news_service_pages_a_fanned_out_feed(feeds: Feeds) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def sql_engine(request: pytest.FixtureRequest) -> AsyncEngine:
-    return request.getfixturevalue(f"news_{request.param}_engine")
+    engine: AsyncEngine = request.getfixturevalue(f"news_{request.param}_engine")
+    return engine
 
 
-async def test_migrations_are_idempotent_in_their_own_version_table(sql_engine) -> None:
+async def test_migrations_are_idempotent_in_their_own_version_table(
+    sql_engine: AsyncEngine,
+) -> None:
     await upgrade(sql_engine, "delinkcious.news")
     async with sql_engine.connect() as conn:
         versions = (await conn.execute(text("SELECT version_num FROM news_alembic_version"))).all()

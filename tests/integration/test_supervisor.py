@@ -102,7 +102,7 @@ def spec(name: str, argv: list[str], ready_url: str | None = None) -> ProcessSpe
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def served(

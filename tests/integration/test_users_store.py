@@ -16,7 +16,7 @@ from delinkcious.platform.migrations import upgrade
 from delinkcious.users.manager import UserService, token_hash
 from delinkcious.users.session_cache import CachedUserManager
 from delinkcious.users.sql_store import SqlUserStore
-from delinkcious.users.store import Session
+from delinkcious.users.store import Credentials, Session
 from delinkcious.users.tables import sessions
 
 T0 = dt.datetime(2026, 4, 5, 6, 7, 8, 901234, tzinfo=dt.UTC)
@@ -59,7 +59,16 @@ async def session_count(engine: AsyncEngine, username: str | None = None) -> int
     if username is not None:
         query = query.where(sessions.c.username == username)
     async with engine.connect() as conn:
-        return await conn.scalar(query)
+        count = await conn.scalar(query)
+    assert count is not None
+    return count
+
+
+async def credentials_of(store: SqlUserStore, username: str) -> Credentials:
+    """The stored credentials of a user the test expects to exist."""
+    credentials = await store.get_credentials(username)
+    assert credentials is not None
+    return credentials
 
 
 # -- the store -----------------------------------------------------------------------------
@@ -67,7 +76,7 @@ async def session_count(engine: AsyncEngine, username: str | None = None) -> int
 
 async def test_user_roundtrip(store: SqlUserStore) -> None:
     await store.add_user(user(), "$argon2id$hash")
-    credentials = await store.get_credentials("alice")
+    credentials = await credentials_of(store, "alice")
     assert credentials.user == user()
     assert credentials.user.created_at.utcoffset() == dt.timedelta(0)
     assert credentials.password_hash == "$argon2id$hash"
@@ -80,7 +89,7 @@ async def test_duplicate_username_is_already_exists(store: SqlUserStore) -> None
         await store.add_user(
             User(username="alice", email="other@example.com", created_at=T0), "second"
         )
-    credentials = await store.get_credentials("alice")
+    credentials = await credentials_of(store, "alice")
     assert (credentials.user.email, credentials.password_hash) == ("alice@example.com", "first")
 
 
@@ -98,11 +107,11 @@ async def test_set_password_hash(store: SqlUserStore) -> None:
     await store.add_user(user(), "old")
     await store.add_user(user("bob"), "bobs")
     await store.set_password_hash("alice", "new")
-    assert (await store.get_credentials("alice")).password_hash == "new"
-    assert (await store.get_credentials("bob")).password_hash == "bobs"
+    assert (await credentials_of(store, "alice")).password_hash == "new"
+    assert (await credentials_of(store, "bob")).password_hash == "bobs"
 
 
-async def test_session_roundtrip_and_delete(store: SqlUserStore, users_engine) -> None:
+async def test_session_roundtrip_and_delete(store: SqlUserStore, users_engine: AsyncEngine) -> None:
     await store.add_user(user(), "hash")
     expires = T0 + dt.timedelta(days=30)
     await store.add_session("h1", Session(username="alice", expires_at=expires), T0)
@@ -119,7 +128,7 @@ async def test_session_roundtrip_and_delete(store: SqlUserStore, users_engine) -
 
 
 async def test_add_session_cleans_up_only_that_users_expired_sessions(
-    store: SqlUserStore, users_engine
+    store: SqlUserStore, users_engine: AsyncEngine
 ) -> None:
     await store.add_user(user(), "hash")
     await store.add_user(user("bob"), "hash")
@@ -138,13 +147,17 @@ async def test_add_session_cleans_up_only_that_users_expired_sessions(
     assert await session_count(users_engine, "alice") == 2
 
 
-async def test_a_session_needs_an_existing_user(store: SqlUserStore, users_engine) -> None:
+async def test_a_session_needs_an_existing_user(
+    store: SqlUserStore, users_engine: AsyncEngine
+) -> None:
     with pytest.raises(Exception):  # noqa: B017 - the foreign key, whatever the driver calls it
         await store.add_session("ghost", Session("ghost", T0 + dt.timedelta(hours=1)), T0)
     assert await session_count(users_engine) == 0
 
 
-async def test_deleting_a_user_deletes_their_sessions(store: SqlUserStore, users_engine) -> None:
+async def test_deleting_a_user_deletes_their_sessions(
+    store: SqlUserStore, users_engine: AsyncEngine
+) -> None:
     await store.add_user(user(), "hash")
     await store.add_session("h1", Session("alice", T0 + dt.timedelta(hours=1)), T0)
     async with users_engine.begin() as conn:
@@ -155,7 +168,9 @@ async def test_deleting_a_user_deletes_their_sessions(store: SqlUserStore, users
 # -- UserService on the store --------------------------------------------------------------
 
 
-async def test_usernames_are_unique_case_insensitively(service: UserService, store) -> None:
+async def test_usernames_are_unique_case_insensitively(
+    service: UserService, store: SqlUserStore
+) -> None:
     registered = await service.register("Alice", "alice@example.com", PASSWORD)
     assert registered.username == "alice"
     for other in ("alice", "ALICE", " aLiCe "):
@@ -163,10 +178,12 @@ async def test_usernames_are_unique_case_insensitively(service: UserService, sto
             await service.register(other, "x@example.com", "another password")
     token = await service.login("ALICE", PASSWORD)
     assert await service.resolve_session(token) == "alice"
-    assert (await store.get_credentials("alice")).user.email == "alice@example.com"
+    assert (await credentials_of(store, "alice")).user.email == "alice@example.com"
 
 
-async def test_register_rejects_bad_input_and_stores_nothing(service: UserService, store) -> None:
+async def test_register_rejects_bad_input_and_stores_nothing(
+    service: UserService, store: SqlUserStore
+) -> None:
     for username, email, password in [
         ("a", "a@example.com", PASSWORD),
         ("alice", "not-an-email", PASSWORD),
@@ -177,7 +194,9 @@ async def test_register_rejects_bad_input_and_stores_nothing(service: UserServic
     assert await store.get_credentials("alice") is None
 
 
-async def test_login_logout_and_sessions(service: UserService, users_engine, clock) -> None:
+async def test_login_logout_and_sessions(
+    service: UserService, users_engine: AsyncEngine, clock: Clock
+) -> None:
     await service.register("alice", "alice@example.com", PASSWORD)
     with pytest.raises(Unauthenticated):
         await service.login("alice", "wrong password")
@@ -202,7 +221,7 @@ async def test_login_logout_and_sessions(service: UserService, users_engine, clo
 
 
 async def test_sessions_expire_and_are_cleaned_up(
-    service: UserService, users_engine, clock
+    service: UserService, users_engine: AsyncEngine, clock: Clock
 ) -> None:
     await service.register("alice", "alice@example.com", PASSWORD)
     old = await service.login("alice", PASSWORD)
@@ -242,7 +261,7 @@ async def test_users_read_back_through_a_new_engine(
 
 
 async def test_migrations_are_idempotent(
-    store: SqlUserStore, users_engine, head_revisions: dict[str, str]
+    store: SqlUserStore, users_engine: AsyncEngine, head_revisions: dict[str, str]
 ) -> None:
     await store.add_user(user(), "hash")
     await upgrade(users_engine, "delinkcious.users")  # the session already ran it once
@@ -268,7 +287,7 @@ async def test_both_services_migrate_a_fresh_database(
             await upgrade(engine, "delinkcious.links")
         store = SqlUserStore(engine)
         await store.add_user(user(), "hash")
-        assert (await store.get_credentials("alice")).password_hash == "hash"
+        assert (await credentials_of(store, "alice")).password_hash == "hash"
         async with engine.connect() as conn:
             for service in ("users", "links"):
                 table = f"{service}_alembic_version"

@@ -40,7 +40,9 @@ async def test_set_status_applies_each_event_once() -> None:
     await store.insert("alice", LINK, 10)
     assert await store.set_status("alice", LINK.url, LinkStatus.VALID, "links", "e1")
     assert not await store.set_status("alice", LINK.url, LinkStatus.INVALID, "links", "e1")
-    assert (await store.get("alice", LINK.url)).status is LinkStatus.VALID
+    stored = await store.get("alice", LINK.url)
+    assert stored is not None
+    assert stored.status is LinkStatus.VALID
     assert not await store.set_status(
         "alice", "https://example.com/gone", LinkStatus.VALID, "links", "e2"
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
@@ -125,7 +126,11 @@ def test_validate_refuses_unknown_services_and_methods() -> None:
 # --- the middleware ------------------------------------------------------------------------------
 
 
-def faulty(text: str, rng=lambda: 0.5, sleep=None) -> tuple[Store, Core, FakeSleep]:
+def faulty(
+    text: str,
+    rng: Callable[[], float] = lambda: 0.5,
+    sleep: Callable[[float], Awaitable[Any]] | None = None,
+) -> tuple[Store, Core, FakeSleep]:
     core = Core()
     fake_sleep = FakeSleep()
     around = faults_middleware(parse_faults(text), rng=rng, sleep=sleep or fake_sleep)

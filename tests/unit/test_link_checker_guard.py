@@ -10,12 +10,13 @@ import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import ip_network
+from typing import Protocol, TypedDict, Unpack
 
 import httpx
 import pytest
 
 from delinkcious.link_checker.checker import CheckerSettings, HttpLinkChecker, Resolver
-from delinkcious.link_checker.guard import AddressGuard, parse_networks
+from delinkcious.link_checker.guard import AddressGuard, IPNetwork, parse_networks
 from delinkcious.model.checker import CheckResult
 from delinkcious.model.links import LinkStatus
 
@@ -173,7 +174,26 @@ def no_network(request: httpx.Request) -> httpx.Response:
     pytest.fail(f"the checker tried to connect: {request.method} {request.url}")
 
 
-CheckerFactory = Callable[..., HttpLinkChecker]
+class SettingsChanges(TypedDict, total=False):
+    """The ``CheckerSettings`` fields a test may change (passed to ``dataclasses.replace``)."""
+
+    allowed_networks: Sequence[str | IPNetwork]
+    connect_timeout: float
+    total_timeout: float
+    max_concurrency: int
+    retries: int
+    backoff: float
+    max_redirects: int
+    user_agent: str
+
+
+class CheckerFactory(Protocol):
+    def __call__(
+        self,
+        network: Handler = ...,
+        dns: Resolver | None = ...,
+        **changes: Unpack[SettingsChanges],
+    ) -> HttpLinkChecker: ...
 
 
 @pytest.fixture
@@ -181,7 +201,9 @@ async def make_checker() -> AsyncIterator[CheckerFactory]:
     made: list[HttpLinkChecker] = []
 
     def make(
-        network: Handler = no_network, dns: Resolver | None = None, **changes: object
+        network: Handler = no_network,
+        dns: Resolver | None = None,
+        **changes: Unpack[SettingsChanges],
     ) -> HttpLinkChecker:
         checker = HttpLinkChecker(
             dataclasses.replace(CheckerSettings(retries=2, backoff=0.0), **changes),

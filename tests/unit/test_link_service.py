@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from delinkcious.model import (
     GetLinksRequest,
     InvalidArgument,
     LimitExceeded,
+    Link,
     LinkFilter,
     LinkManager,
     LinkStatus,
@@ -32,13 +34,22 @@ from delinkcious.model.validation import (
     MAX_URL,
 )
 from tests.fakes import FakeLinkStore
+from tests.unit.conftest import Clock
 
 USER = "alice"
 URL = "https://example.com/a"
 
 
-def add(url: str = URL, title: str = "A title", username: str = USER, **kw) -> AddLinkRequest:
-    return AddLinkRequest(username=username, url=url, title=title, **kw)
+def add(
+    url: str = URL,
+    title: str = "A title",
+    username: str = USER,
+    description: str = "",
+    tags: frozenset[str] = frozenset(),
+) -> AddLinkRequest:
+    return AddLinkRequest(
+        username=username, url=url, title=title, description=description, tags=tags
+    )
 
 
 def long_url(length: int) -> str:
@@ -50,7 +61,9 @@ async def test_link_service_is_a_link_manager(links: LinkService) -> None:
     assert isinstance(links, LinkManager)
 
 
-async def test_add_link_stores_a_pending_link(links, link_store: FakeLinkStore, clock) -> None:
+async def test_add_link_stores_a_pending_link(
+    links: LinkService, link_store: FakeLinkStore, clock: Clock
+) -> None:
     link = await links.add_link(
         add(
             url="  https://example.com/a  ",
@@ -68,7 +81,9 @@ async def test_add_link_stores_a_pending_link(links, link_store: FakeLinkStore, 
     assert link_store.all_links(USER) == [link]
 
 
-async def test_add_link_accepts_the_limits_exactly(links, link_store) -> None:
+async def test_add_link_accepts_the_limits_exactly(
+    links: LinkService, link_store: FakeLinkStore
+) -> None:
     link = await links.add_link(
         add(
             url=long_url(MAX_URL),
@@ -110,7 +125,7 @@ async def test_add_link_accepts_the_limits_exactly(links, link_store) -> None:
     ],
 )
 async def test_add_link_rejects_bad_input_and_stores_nothing(
-    links, link_store: FakeLinkStore, request_: AddLinkRequest
+    links: LinkService, link_store: FakeLinkStore, request_: AddLinkRequest
 ) -> None:
     with pytest.raises(InvalidArgument):
         await links.add_link(request_)
@@ -118,7 +133,9 @@ async def test_add_link_rejects_bad_input_and_stores_nothing(
     assert link_store.count(request_.username) == 0
 
 
-async def test_duplicate_url_is_already_exists(links, link_store) -> None:
+async def test_duplicate_url_is_already_exists(
+    links: LinkService, link_store: FakeLinkStore
+) -> None:
     first = await links.add_link(add(title="first"))
     with pytest.raises(AlreadyExists):
         await links.add_link(add(title="second"))
@@ -128,7 +145,9 @@ async def test_duplicate_url_is_already_exists(links, link_store) -> None:
     assert link_store.count("bob") == 1
 
 
-async def test_link_cap_is_limit_exceeded(link_store, page_tokens, clock) -> None:
+async def test_link_cap_is_limit_exceeded(
+    link_store: FakeLinkStore, page_tokens: PageTokens, clock: Clock
+) -> None:
     service = LinkService(link_store, page_tokens, max_links_per_user=3, clock=clock)
     for i in range(3):
         await service.add_link(add(url=f"https://example.com/{i}"))
@@ -146,7 +165,9 @@ async def test_link_cap_is_limit_exceeded(link_store, page_tokens, clock) -> Non
 # -- update ------------------------------------------------------------------------------
 
 
-async def test_update_link_changes_tags_title_and_description(links, link_store, clock) -> None:
+async def test_update_link_changes_tags_title_and_description(
+    links: LinkService, link_store: FakeLinkStore, clock: Clock
+) -> None:
     original = await links.add_link(
         add(description="old", tags=frozenset({"keep", "drop", "also-drop"}))
     )
@@ -170,7 +191,7 @@ async def test_update_link_changes_tags_title_and_description(links, link_store,
     assert link_store.all_links(USER) == [updated]
 
 
-async def test_update_link_leaves_fields_that_are_none(links) -> None:
+async def test_update_link_leaves_fields_that_are_none(links: LinkService) -> None:
     original = await links.add_link(add(description="desc", tags=frozenset({"t"})))
     updated = await links.update_link(UpdateLinkRequest(username=USER, url=URL))
     assert (updated.title, updated.description, updated.tags) == (
@@ -185,7 +206,7 @@ async def test_update_link_leaves_fields_that_are_none(links) -> None:
     assert again.updated_at > updated.updated_at
 
 
-async def test_update_missing_link_is_not_found(links) -> None:
+async def test_update_missing_link_is_not_found(links: LinkService) -> None:
     await links.add_link(add())
     with pytest.raises(NotFound):
         await links.update_link(UpdateLinkRequest(username=USER, url="https://example.com/b"))
@@ -209,7 +230,7 @@ async def test_update_missing_link_is_not_found(links) -> None:
     ],
 )
 async def test_update_link_rejects_bad_input_and_changes_nothing(
-    links, link_store, changes
+    links: LinkService, link_store: FakeLinkStore, changes: dict[str, Any]
 ) -> None:
     original = await links.add_link(add(tags=frozenset(f"t{i}" for i in range(30))))
     fields = {"username": USER, "url": URL} | changes
@@ -226,7 +247,7 @@ class RacingStore(FakeLinkStore):
         super().__init__()
         self.races = races
 
-    async def get(self, username, url):
+    async def get(self, username: str, url: str) -> Link | None:
         current = await super().get(username, url)
         if current is not None and self.races > 0:
             self.races -= 1
@@ -239,7 +260,9 @@ class RacingStore(FakeLinkStore):
         return current
 
 
-async def test_update_link_retries_instead_of_losing_a_concurrent_edit(page_tokens, clock) -> None:
+async def test_update_link_retries_instead_of_losing_a_concurrent_edit(
+    page_tokens: PageTokens, clock: Clock
+) -> None:
     store = RacingStore(races=2)
     service = LinkService(store, page_tokens, clock=clock)
     await service.add_link(add(tags=frozenset({"base"})))
@@ -252,7 +275,7 @@ async def test_update_link_retries_instead_of_losing_a_concurrent_edit(page_toke
 
 
 async def test_update_link_gives_up_with_unavailable_under_endless_contention(
-    page_tokens, clock
+    page_tokens: PageTokens, clock: Clock
 ) -> None:
     store = RacingStore(races=1_000)
     service = LinkService(store, page_tokens, clock=clock)
@@ -267,7 +290,7 @@ async def test_update_link_gives_up_with_unavailable_under_endless_contention(
 # -- delete ------------------------------------------------------------------------------
 
 
-async def test_delete_link(links, link_store) -> None:
+async def test_delete_link(links: LinkService, link_store: FakeLinkStore) -> None:
     await links.add_link(add())
     other = await links.add_link(add(url="https://example.com/b"))
     await links.delete_link(USER, URL)
@@ -276,7 +299,9 @@ async def test_delete_link(links, link_store) -> None:
         await links.delete_link(USER, URL)
 
 
-async def test_delete_missing_or_foreign_link_is_not_found(links, link_store) -> None:
+async def test_delete_missing_or_foreign_link_is_not_found(
+    links: LinkService, link_store: FakeLinkStore
+) -> None:
     await links.add_link(add())
     with pytest.raises(NotFound):
         await links.delete_link("bob", URL)
@@ -291,14 +316,14 @@ async def test_delete_missing_or_foreign_link_is_not_found(links, link_store) ->
 
 
 @pytest.fixture
-async def catalogue(links, clock) -> dict[str, object]:
+async def catalogue(links: LinkService, clock: Clock) -> dict[str, Link]:
     specs = [
         ("https://www.example.com/python", "Python tips", "all about snakes", {"python", "py"}),
         ("https://golang.org/doc", "Go docs", "gophers and channels", {"go"}),
         ("http://example.org/rust", "Rust book", "ownership; borrowing", {"rust", "python"}),
         ("https://news.site/python-news", "Weekly digest", "python weekly", {"news"}),
     ]
-    saved = {}
+    saved: dict[str, Link] = {}
     for url, title, description, tags in specs:
         clock.advance(seconds=1)
         saved[title] = await links.add_link(
@@ -315,7 +340,7 @@ async def titles(links: LinkService, link_filter: LinkFilter, username: str = US
     return [link.title for link in result.links]
 
 
-async def test_get_links_lists_newest_first(links, catalogue) -> None:
+async def test_get_links_lists_newest_first(links: LinkService, catalogue: dict[str, Link]) -> None:
     assert await titles(links, LinkFilter()) == [
         "Weekly digest",
         "Rust book",
@@ -357,7 +382,9 @@ async def test_get_links_lists_newest_first(links, catalogue) -> None:
         ),
     ],
 )
-async def test_filters(links, catalogue, link_filter: LinkFilter, expected: list[str]) -> None:
+async def test_filters(
+    links: LinkService, catalogue: dict[str, Link], link_filter: LinkFilter, expected: list[str]
+) -> None:
     assert await titles(links, link_filter) == expected
 
 
@@ -374,21 +401,27 @@ async def test_filters(links, catalogue, link_filter: LinkFilter, expected: list
         pytest.param("x" * (MAX_REGEX + 1), id="too-long"),
     ],
 )
-async def test_bad_regex_is_invalid_argument(links, catalogue, field: str, pattern: str) -> None:
+async def test_bad_regex_is_invalid_argument(
+    links: LinkService, catalogue: dict[str, Link], field: str, pattern: str
+) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await links.get_links(GetLinksRequest(username=USER, filter=LinkFilter(**{field: pattern})))
     assert caught.value.code == "invalid_regex"
     assert field in caught.value.message
 
 
-async def test_regex_at_the_length_cap_is_accepted(links, catalogue) -> None:
+async def test_regex_at_the_length_cap_is_accepted(
+    links: LinkService, catalogue: dict[str, Link]
+) -> None:
     pattern = "^Go docs$|" + "x" * (MAX_REGEX - 10)
     assert len(pattern) == MAX_REGEX
     assert await titles(links, LinkFilter(title_regex=pattern)) == ["Go docs"]
 
 
 @pytest.mark.parametrize("field", ["url_regex", "title_regex", "description_regex"])
-async def test_pathological_regex_runs_in_linear_time(link_store, page_tokens, clock, field):
+async def test_pathological_regex_runs_in_linear_time(
+    link_store: FakeLinkStore, page_tokens: PageTokens, clock: Clock, field: str
+) -> None:
     service = LinkService(link_store, page_tokens, clock=clock)
     for i in range(40):
         await service.add_link(
@@ -409,25 +442,31 @@ async def test_pathological_regex_runs_in_linear_time(link_store, page_tokens, c
 
 
 @pytest.mark.parametrize("limit", [0, -1, 101, 10_000])
-async def test_page_size_out_of_range_is_invalid_argument(links, catalogue, limit: int) -> None:
+async def test_page_size_out_of_range_is_invalid_argument(
+    links: LinkService, catalogue: dict[str, Link], limit: int
+) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await links.get_links(GetLinksRequest(username=USER, limit=limit))
     assert caught.value.code == "invalid_limit"
 
 
 @pytest.mark.parametrize("limit", [1, 100])
-async def test_page_size_limits_are_accepted(links, catalogue, limit: int) -> None:
+async def test_page_size_limits_are_accepted(
+    links: LinkService, catalogue: dict[str, Link], limit: int
+) -> None:
     result = await links.get_links(GetLinksRequest(username=USER, limit=limit))
     assert len(result.links) == min(limit, 4)
 
 
 @pytest.mark.parametrize("tag", ["", "   ", "x" * (MAX_TAG + 1)])
-async def test_bad_tag_filter_is_invalid_argument(links, catalogue, tag: str) -> None:
+async def test_bad_tag_filter_is_invalid_argument(
+    links: LinkService, catalogue: dict[str, Link], tag: str
+) -> None:
     with pytest.raises(InvalidArgument):
         await links.get_links(GetLinksRequest(username=USER, filter=LinkFilter(tag=tag)))
 
 
-async def test_get_links_without_username_is_invalid_argument(links) -> None:
+async def test_get_links_without_username_is_invalid_argument(links: LinkService) -> None:
     with pytest.raises(InvalidArgument):
         await links.get_links(GetLinksRequest(username=""))
 

@@ -13,7 +13,7 @@ import pytest
 
 from delinkcious.model.errors import NotFound
 from delinkcious.model.markers import idempotent
-from delinkcious.platform.logs import REDACTED, TRUNCATED
+from delinkcious.platform.logs import REDACTED, TRUNCATED, capped
 from delinkcious.platform.middleware import logging as logging_module
 from delinkcious.platform.middleware import wrap
 from delinkcious.platform.middleware.logging import logging_middleware
@@ -194,11 +194,10 @@ async def test_filtered_out_calls_build_no_payload(
     logs: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built = []
-    real_capped = logging_module.capped
 
     def counting_capped(value: object, max_chars: int) -> object:
         built.append(value)
-        return real_capped(value, max_chars)
+        return capped(value, max_chars)
 
     monkeypatch.setattr(logging_module, "capped", counting_capped)
     logs.setup(level="WARNING")

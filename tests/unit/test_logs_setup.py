@@ -278,7 +278,12 @@ def test_a_hot_line_is_the_line_structlog_would_write(logs: Captured) -> None:
     from delinkcious.platform.logs import HotLogger, setup_logging
 
     setup_logging("gateway", "INFO", "json", logs.stream, version="1.2.3")
-    fields = {"route": "/v1/links", "status": 200, "duration_ms": 1.5, "user": None}
+    fields: dict[str, str | int | float | None] = {
+        "route": "/v1/links",
+        "status": 200,
+        "duration_ms": 1.5,
+        "user": None,
+    }
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span("request"):
         structlog.get_logger("delinkcious.access").info("request", called_from="m:f:1", **fields)

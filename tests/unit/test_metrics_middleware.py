@@ -56,7 +56,7 @@ def requests(service: str, method: str, outcome: str, version: str = "1.2.3") ->
     return REGISTRY.get_sample_value("delinkcious_requests_total", labels) or 0.0
 
 
-def duration(service: str, method: str, suffix: str, version: str = "1.2.3", **extra) -> float:
+def duration(service: str, method: str, suffix: str, version: str = "1.2.3", **extra: str) -> float:
     labels = {"service": service, "method": method, "version": version, **extra}
     value = REGISTRY.get_sample_value(f"delinkcious_request_duration_seconds_{suffix}", labels)
     return value or 0.0

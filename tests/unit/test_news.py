@@ -6,7 +6,8 @@ import asyncio
 import base64
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -21,6 +22,7 @@ from delinkcious.model.news import GetNewsRequest, NewsManager
 from delinkcious.news.manager import DEFAULT_FEED_CAP, NewsConsumer, NewsService
 from delinkcious.news.store import FeedItem, NewsCursor, cursor_of
 from delinkcious.platform.page_tokens import SignedTokens
+from tests.fakes import FakeSocialGraph
 
 SECRET = b"unit-test-secret-0123456789abcdef"
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
@@ -55,24 +57,6 @@ class FakeNewsStore:
         return [item for item in items if after is None or item.cursor < after][:limit]
 
 
-class FakeSocialGraph:
-    """Just enough of ``SocialGraphManager`` for the consumer: followers, or an outage."""
-
-    def __init__(self) -> None:
-        self.followers: dict[str, list[str]] = defaultdict(list)
-        self.error: Exception | None = None
-        self.calls: Counter[str] = Counter()
-
-    def follow(self, followed: str, follower: str) -> None:
-        self.followers[followed].append(follower)
-
-    async def get_followers(self, username: str) -> list[str]:
-        self.calls["get_followers"] += 1
-        if self.error is not None:
-            raise self.error
-        return list(self.followers[username])
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
@@ -89,7 +73,7 @@ def store() -> FakeNewsStore:
 @pytest.fixture
 def graph() -> FakeSocialGraph:
     graph = FakeSocialGraph()
-    graph.follow(AUTHOR, READER)
+    graph.add_follower(AUTHOR, READER)
     return graph
 
 
@@ -128,7 +112,10 @@ def event(
 
 
 async def read_all(
-    news: NewsService, limit: int, username: str = READER, between=None
+    news: NewsService,
+    limit: int,
+    username: str = READER,
+    between: Callable[[], Awaitable[None]] | None = None,
 ) -> list[list[Event]]:
     """Every page of the feed; ``between()`` runs after each page that has a successor."""
     pages: list[list[Event]] = []
@@ -167,8 +154,8 @@ async def test_consumer_subscribes_to_link_changes_only() -> None:
 async def test_a_link_change_reaches_every_follower_and_no_one_else(
     consumer: NewsConsumer, store: FakeNewsStore, graph: FakeSocialGraph
 ) -> None:
-    graph.follow(AUTHOR, "carol")
-    graph.follow("dave", "erin")
+    graph.add_follower(AUTHOR, "carol")
+    graph.add_follower("dave", "erin")
     added = event(1)
     await consumer.handle(added)
     assert store.events(READER) == [added]
@@ -226,7 +213,9 @@ async def test_feeds_are_capped_and_drop_the_oldest(
     assert store.events(READER) == [events[5], events[4], events[3]]
 
 
-def test_the_default_feed_cap_is_1000_and_must_be_positive(store, graph) -> None:
+def test_the_default_feed_cap_is_1000_and_must_be_positive(
+    store: FakeNewsStore, graph: FakeSocialGraph
+) -> None:
     assert DEFAULT_FEED_CAP == 1000
     with pytest.raises(ValueError):
         NewsConsumer(store, graph, feed_cap=0)
@@ -291,7 +280,9 @@ async def test_pages_are_newest_first_and_the_last_has_no_token(
     assert flat(pages) == events[::-1]
 
 
-async def test_an_exact_multiple_has_no_empty_last_page(consumer, news) -> None:
+async def test_an_exact_multiple_has_no_empty_last_page(
+    consumer: NewsConsumer, news: NewsService
+) -> None:
     for n in range(6):
         await consumer.handle(event(n))
     assert [len(page) for page in await read_all(news, limit=3)] == [3, 3]
@@ -303,7 +294,7 @@ async def test_an_empty_feed_is_one_empty_page(news: NewsService) -> None:
     assert result.next_page_token is None
 
 
-async def test_the_default_page_is_ten_events(consumer, news) -> None:
+async def test_the_default_page_is_ten_events(consumer: NewsConsumer, news: NewsService) -> None:
     for n in range(12):
         await consumer.handle(event(n))
     result = await news.get_news(GetNewsRequest(username=READER))
@@ -333,7 +324,9 @@ async def test_equal_times_and_inserts_between_pages_never_repeat_or_skip(
     assert all(item.time == T0 for item in seen)
 
 
-async def test_a_page_size_may_change_between_pages(consumer, news) -> None:
+async def test_a_page_size_may_change_between_pages(
+    consumer: NewsConsumer, news: NewsService
+) -> None:
     for n in range(5):
         await consumer.handle(event(n))
     first = await news.get_news(GetNewsRequest(username=READER, limit=1))
@@ -351,7 +344,9 @@ async def test_limits_outside_1_to_100_are_invalid(news: NewsService, limit: int
 
 
 @pytest.mark.parametrize("limit", [1, 100])
-async def test_limits_1_and_100_are_accepted(consumer, news, limit: int) -> None:
+async def test_limits_1_and_100_are_accepted(
+    consumer: NewsConsumer, news: NewsService, limit: int
+) -> None:
     for n in range(101):
         await consumer.handle(event(n))
     result = await news.get_news(GetNewsRequest(username=READER, limit=limit))
@@ -377,10 +372,12 @@ _TIMES = [T0 + dt.timedelta(microseconds=n) for n in range(3)]
     limit=st.integers(min_value=1, max_value=7),
     cap=st.integers(min_value=1, max_value=40),
 )
-def test_concatenated_pages_are_the_newest_cap_events_in_order(specs, limit, cap) -> None:
+def test_concatenated_pages_are_the_newest_cap_events_in_order(
+    specs: list[tuple[dt.datetime, str]], limit: int, cap: int
+) -> None:
     async def scenario() -> None:
         store, graph = FakeNewsStore(), FakeSocialGraph()
-        graph.follow(AUTHOR, READER)
+        graph.add_follower(AUTHOR, READER)
         consumer = NewsConsumer(store, graph, feed_cap=cap)
         news = NewsService(store, SignedTokens(SECRET))
         events = [event(i, at=at, event_id=event_id) for i, (at, event_id) in enumerate(specs)]
@@ -412,7 +409,7 @@ async def next_page(news: NewsService, start_token: str, username: str = READER)
     return (await news.get_news(request)).events
 
 
-def _reencode(payload: dict) -> str:
+def _reencode(payload: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
 
 
@@ -474,7 +471,7 @@ async def test_forged_or_edited_tokens_are_invalid_argument(
 async def test_a_token_for_another_user_is_invalid_argument(
     news: NewsService, consumer: NewsConsumer, graph: FakeSocialGraph, token: str
 ) -> None:
-    graph.follow(AUTHOR, "carol")
+    graph.add_follower(AUTHOR, "carol")
     await consumer.handle(event(9))
     with pytest.raises(InvalidArgument) as caught:
         await next_page(news, token, username="carol")
@@ -518,4 +515,3 @@ async def test_an_expired_token_is_invalid_argument(
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         SignedTokens(b"too-short")
-

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import orjson
 import pytest
@@ -23,12 +25,15 @@ from delinkcious.model import (
     LinkFilter,
 )
 from tests.fakes import FakeLinkStore
+from tests.unit.conftest import Clock
 
 USER = "alice"
 SECRET = b"unit-test-secret-0123456789abcdef"
 
+Between = Callable[[list[list[Link]]], Awaitable[None]]
 
-async def add_many(service: LinkService, count: int, start: int = 0, **kw) -> list[Link]:
+
+async def add_many(service: LinkService, count: int, start: int = 0, **kw: Any) -> list[Link]:
     return [
         await service.add_link(
             AddLinkRequest(username=USER, url=f"https://example.com/{i}", title=f"link {i}", **kw)
@@ -38,7 +43,10 @@ async def add_many(service: LinkService, count: int, start: int = 0, **kw) -> li
 
 
 async def read_all(
-    service: LinkService, limit: int, link_filter: LinkFilter | None = None, between=None
+    service: LinkService,
+    limit: int,
+    link_filter: LinkFilter | None = None,
+    between: Between | None = None,
 ) -> list[list[Link]]:
     """Every page of the listing; ``between(pages_so_far)`` runs after each page read."""
     pages: list[list[Link]] = []
@@ -69,7 +77,7 @@ def flat(pages: list[list[Link]]) -> list[str]:
 # -- paging --------------------------------------------------------------------------------
 
 
-async def test_pages_split_the_listing_and_the_last_has_no_token(links) -> None:
+async def test_pages_split_the_listing_and_the_last_has_no_token(links: LinkService) -> None:
     saved = await add_many(links, 10)  # the fixed clock gives all ten the same created_at
     assert len({link.created_at for link in saved}) == 1
     pages = await read_all(links, limit=3)
@@ -77,19 +85,21 @@ async def test_pages_split_the_listing_and_the_last_has_no_token(links) -> None:
     assert flat(pages) == urls(saved[::-1])  # newest (highest id) first on a tie
 
 
-async def test_an_exact_multiple_of_the_page_size_has_no_empty_last_page(links) -> None:
+async def test_an_exact_multiple_of_the_page_size_has_no_empty_last_page(
+    links: LinkService,
+) -> None:
     saved = await add_many(links, 9)
     pages = await read_all(links, limit=3)
     assert [len(page) for page in pages] == [3, 3, 3]
     assert flat(pages) == urls(saved[::-1])
 
 
-async def test_an_empty_listing_is_one_empty_page(links) -> None:
+async def test_an_empty_listing_is_one_empty_page(links: LinkService) -> None:
     assert await read_all(links, limit=5) == [[]]
 
 
 async def test_inserts_with_the_same_timestamp_between_pages_never_repeat_or_skip(
-    links, link_store
+    links: LinkService, link_store: FakeLinkStore
 ) -> None:
     saved = await add_many(links, 10)
     inserted = 0
@@ -106,7 +116,7 @@ async def test_inserts_with_the_same_timestamp_between_pages_never_repeat_or_ski
     assert len(link_store.all_links(USER)) == 26
 
 
-async def test_deletes_between_pages_never_skip_the_remaining_rows(links) -> None:
+async def test_deletes_between_pages_never_skip_the_remaining_rows(links: LinkService) -> None:
     saved = await add_many(links, 10)
     newest_first = saved[::-1]
     deleted: list[str] = []
@@ -123,7 +133,7 @@ async def test_deletes_between_pages_never_skip_the_remaining_rows(links) -> Non
     assert flat(pages) == [url for url in urls(newest_first) if url not in deleted]
 
 
-async def test_paging_orders_by_time_then_id_across_ties(links, clock) -> None:
+async def test_paging_orders_by_time_then_id_across_ties(links: LinkService, clock: Clock) -> None:
     first = await add_many(links, 3)
     clock.advance(microseconds=1)
     second = await add_many(links, 3, start=3)
@@ -144,12 +154,15 @@ async def test_paging_orders_by_time_then_id_across_ties(links, clock) -> None:
     ],
 )
 async def test_filtered_paging_under_concurrent_inserts(
-    links, monkeypatch, link_filter: LinkFilter, selects
+    links: LinkService,
+    monkeypatch: pytest.MonkeyPatch,
+    link_filter: LinkFilter,
+    selects: Callable[[int], bool],
 ) -> None:
     # Small scan batches, so a page of matches spans several reads of the store.
     monkeypatch.setattr(manager_module, "_SCAN_BATCH", 4)
 
-    async def add_numbered(numbers) -> list[Link]:
+    async def add_numbered(numbers: Iterable[int]) -> list[Link]:
         return [
             await links.add_link(
                 AddLinkRequest(
@@ -176,7 +189,9 @@ async def test_filtered_paging_under_concurrent_inserts(
     assert all(len(page) == 2 for page in pages[:-1])
 
 
-async def test_next_page_token_is_none_when_the_filter_leaves_no_more(links, monkeypatch) -> None:
+async def test_next_page_token_is_none_when_the_filter_leaves_no_more(
+    links: LinkService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(manager_module, "_SCAN_BATCH", 3)
     saved = await add_many(links, 20)
     result = await links.get_links(
@@ -209,7 +224,11 @@ link_specs = st.lists(
     scan_batch=st.integers(min_value=1, max_value=9),
 )
 def test_concatenated_pages_equal_the_full_ordered_listing(
-    specs, limit, tag, title_regex, scan_batch
+    specs: list[tuple[dt.datetime, frozenset[str], str]],
+    limit: int,
+    tag: str | None,
+    title_regex: str | None,
+    scan_batch: int,
 ) -> None:
     async def scenario() -> None:
         moments = iter(spec[0] for spec in specs)
@@ -219,7 +238,7 @@ def test_concatenated_pages_equal_the_full_ordered_listing(
             max_links_per_user=100,
             clock=lambda: next(moments),
         )
-        added = []
+        added: list[tuple[dt.datetime, int, Link]] = []
         for i, (_moment, tags, title) in enumerate(specs):
             link = await service.add_link(
                 AddLinkRequest(
@@ -255,26 +274,38 @@ def _regex_matches(pattern: str, title: str) -> bool:
 
 
 @pytest.fixture
-async def token(links) -> str:
+async def token(links: LinkService) -> str:
     await add_many(links, 5)
     result = await links.get_links(GetLinksRequest(username=USER, limit=2))
     assert result.next_page_token is not None
     return result.next_page_token
 
 
-async def next_page(service: LinkService, start_token: str, **kw) -> list[Link]:
-    fields = {"username": USER, "limit": 2} | kw
-    return (await service.get_links(GetLinksRequest(start_token=start_token, **fields))).links
+async def next_page(
+    service: LinkService,
+    start_token: str,
+    *,
+    username: str = USER,
+    limit: int = 2,
+    link_filter: LinkFilter | None = None,
+) -> list[Link]:
+    request = GetLinksRequest(
+        username=username,
+        filter=link_filter or LinkFilter(),
+        start_token=start_token,
+        limit=limit,
+    )
+    return (await service.get_links(request)).links
 
 
-async def test_a_valid_token_continues(links, token) -> None:
+async def test_a_valid_token_continues(links: LinkService, token: str) -> None:
     assert urls(await next_page(links, token)) == [
         "https://example.com/2",
         "https://example.com/1",
     ]
 
 
-def _reencode(payload: dict) -> bytes:
+def _reencode(payload: dict[str, Any]) -> bytes:
     return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=")
 
 
@@ -322,26 +353,30 @@ def _edited_tokens(token: str) -> dict[str, str]:
         "bad-base64",
     ],
 )
-async def test_forged_or_edited_tokens_are_invalid_argument(links, token, kind: str) -> None:
+async def test_forged_or_edited_tokens_are_invalid_argument(
+    links: LinkService, token: str, kind: str
+) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await next_page(links, _edited_tokens(token)[kind])
     assert caught.value.code == "invalid_page_token"
 
 
-async def test_a_token_signed_with_another_secret_is_invalid(link_store, clock, token) -> None:
+async def test_a_token_signed_with_another_secret_is_invalid(
+    link_store: FakeLinkStore, clock: Clock, token: str
+) -> None:
     other = LinkService(link_store, PageTokens(b"another-secret-0123456789abcdef"), clock=clock)
     with pytest.raises(InvalidArgument):
         await next_page(other, token)
 
 
 async def test_a_token_of_another_replica_with_the_same_secret_works(
-    link_store, page_tokens, clock, token
+    link_store: FakeLinkStore, page_tokens: PageTokens, clock: Clock, token: str
 ) -> None:
     replica = LinkService(link_store, PageTokens(SECRET), clock=clock)
     assert len(await next_page(replica, token)) == 2
 
 
-async def test_a_token_for_another_user_is_invalid_argument(links, token) -> None:
+async def test_a_token_for_another_user_is_invalid_argument(links: LinkService, token: str) -> None:
     await links.add_link(AddLinkRequest(username="bob", url="https://example.com/0", title="b"))
     with pytest.raises(InvalidArgument) as caught:
         await next_page(links, token, username="bob")
@@ -357,39 +392,42 @@ async def test_a_token_for_another_user_is_invalid_argument(links, token) -> Non
     ],
 )
 async def test_a_token_reused_for_another_query_is_invalid_argument(
-    links, token, link_filter: LinkFilter
+    links: LinkService, token: str, link_filter: LinkFilter
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await next_page(links, token, filter=link_filter)
+        await next_page(links, token, link_filter=link_filter)
     assert caught.value.code == "invalid_page_token"
 
 
-async def test_a_token_of_a_filtered_query_works_only_for_that_query(links) -> None:
+async def test_a_token_of_a_filtered_query_works_only_for_that_query(links: LinkService) -> None:
     await add_many(links, 6)
     link_filter = LinkFilter(url_regex="[0-9]", tag=None)
     first = await links.get_links(GetLinksRequest(username=USER, filter=link_filter, limit=2))
     assert first.next_page_token is not None
-    assert len(await next_page(links, first.next_page_token, filter=link_filter)) == 2
+    assert len(await next_page(links, first.next_page_token, link_filter=link_filter)) == 2
     with pytest.raises(InvalidArgument):
         await next_page(links, first.next_page_token)
 
 
-async def test_page_size_may_change_between_pages(links, token) -> None:
+async def test_page_size_may_change_between_pages(links: LinkService, token: str) -> None:
     assert len(await next_page(links, token, limit=3)) == 3
 
 
-async def test_an_expired_token_is_invalid_argument(link_store, clock) -> None:
+async def test_an_expired_token_is_invalid_argument(
+    link_store: FakeLinkStore, clock: Clock
+) -> None:
     now = [1_000_000.0]
     service = LinkService(link_store, PageTokens(SECRET, clock=lambda: now[0]), clock=clock)
     await add_many(service, 5)
     token = (await service.get_links(GetLinksRequest(username=USER, limit=2))).next_page_token
+    assert token is not None
     now[0] += 86_400 + 5
     with pytest.raises(InvalidArgument) as caught:
         await next_page(service, token)
     assert caught.value.code == "expired_page_token"
 
 
-async def test_a_token_lives_until_its_ttl(link_store, clock) -> None:
+async def test_a_token_lives_until_its_ttl(link_store: FakeLinkStore, clock: Clock) -> None:
     now = [1_000_000.0]
     service = LinkService(
         link_store, PageTokens(SECRET, ttl_seconds=30, clock=lambda: now[0]), clock=clock
@@ -405,7 +443,7 @@ async def test_a_token_lives_until_its_ttl(link_store, clock) -> None:
     assert caught.value.code == "expired_page_token"
 
 
-async def test_a_token_with_a_tiny_ttl_expires(link_store, clock) -> None:
+async def test_a_token_with_a_tiny_ttl_expires(link_store: FakeLinkStore, clock: Clock) -> None:
     service = LinkService(link_store, PageTokens(SECRET, ttl_seconds=-1), clock=clock)
     await add_many(service, 3)
     token = (await service.get_links(GetLinksRequest(username=USER, limit=1))).next_page_token

@@ -32,7 +32,12 @@ def ours(registry: CollectorRegistry, outcomes: tuple[str, ...] = ()) -> Request
     )
 
 
-def exposed(registry: CollectorRegistry) -> dict[str, tuple[str, str, set[tuple]]]:
+# A sample as ``exposed`` gives it: its name, its labels as sorted pairs and its value.
+Sample = tuple[str, tuple[tuple[str, str], ...], float]
+Families = dict[str, tuple[str, str, set[Sample]]]
+
+
+def exposed(registry: CollectorRegistry) -> Families:
     """Each family by name: its type, its help and its samples (labels as sorted pairs)."""
     text = generate_latest(registry).decode()
     return {
@@ -61,7 +66,7 @@ def test_it_exposes_what_a_counter_and_a_histogram_would() -> None:
         histogram.labels(*labels).observe(seconds)
         metrics.series(*labels).record(outcome, seconds)
 
-    def without_created(families: dict[str, tuple[str, str, set[tuple]]]) -> dict:
+    def without_created(families: Families) -> Families:
         """Delinkcious turns the ``*_created`` series off (``disable_created_metrics``)."""
         return {
             name: (kind, text, {s for s in samples if not s[0].endswith("_created")})

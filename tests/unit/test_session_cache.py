@@ -13,6 +13,8 @@ from delinkcious.model import Unauthenticated, User, UserManager
 from delinkcious.users import session_cache
 from delinkcious.users.manager import UserService
 from delinkcious.users.session_cache import CachedUserManager
+from tests.fakes import FakeUserStore
+from tests.unit.conftest import Clock
 
 PASSWORD = "correct horse battery"
 
@@ -36,6 +38,10 @@ class CountingUserManager:
         self.calls["logout"] += 1
         await self.inner.logout(token)
 
+    async def get_user(self, username: str) -> User:
+        self.calls["get_user"] += 1
+        return await self.inner.get_user(username)
+
     async def resolve_session(self, token: str) -> str:
         self.calls["resolve_session"] += 1
         return await self.inner.resolve_session(token)
@@ -50,7 +56,7 @@ class FakeMonotonic:
 
 
 @pytest.fixture
-def monotonic(monkeypatch) -> FakeMonotonic:
+def monotonic(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
     fake = FakeMonotonic()
     # Only the cache's view of time moves; the event loop keeps the real clock.
     monkeypatch.setattr(session_cache, "time", types.SimpleNamespace(monotonic=fake))
@@ -58,13 +64,13 @@ def monotonic(monkeypatch) -> FakeMonotonic:
 
 
 @pytest.fixture
-def inner(user_store, clock) -> CountingUserManager:
+def inner(user_store: FakeUserStore, clock: Clock) -> CountingUserManager:
     hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     return CountingUserManager(UserService(user_store, hasher=hasher, clock=clock))
 
 
 @pytest.fixture
-def cached(inner, monotonic) -> CachedUserManager:
+def cached(inner: CountingUserManager, monotonic: FakeMonotonic) -> CachedUserManager:
     return CachedUserManager(inner, ttl=5.0, max_entries=3)
 
 
@@ -74,23 +80,29 @@ async def token(cached: CachedUserManager) -> str:
     return await cached.login("alice", PASSWORD)
 
 
-async def test_cached_user_manager_is_a_user_manager(cached) -> None:
+async def test_cached_user_manager_is_a_user_manager(cached: CachedUserManager) -> None:
     assert isinstance(cached, UserManager)
 
 
-async def test_register_and_login_pass_through(cached, inner, token) -> None:
+async def test_register_and_login_pass_through(
+    cached: CachedUserManager, inner: CountingUserManager, token: str
+) -> None:
     assert inner.calls["register"] == 1
     assert inner.calls["login"] == 1
     assert await inner.inner.resolve_session(token) == "alice"
 
 
-async def test_resolve_session_is_cached(cached, inner, token) -> None:
+async def test_resolve_session_is_cached(
+    cached: CachedUserManager, inner: CountingUserManager, token: str
+) -> None:
     for _ in range(5):
         assert await cached.resolve_session(token) == "alice"
     assert inner.calls["resolve_session"] == 1
 
 
-async def test_logout_invalidates_the_cached_entry_at_once(cached, inner, token) -> None:
+async def test_logout_invalidates_the_cached_entry_at_once(
+    cached: CachedUserManager, inner: CountingUserManager, token: str
+) -> None:
     assert await cached.resolve_session(token) == "alice"
     other = await cached.login("alice", PASSWORD)
     assert await cached.resolve_session(other) == "alice"
@@ -104,7 +116,9 @@ async def test_logout_invalidates_the_cached_entry_at_once(cached, inner, token)
     assert inner.calls["resolve_session"] == calls
 
 
-async def test_entries_expire_after_the_ttl(cached, inner, monotonic, token) -> None:
+async def test_entries_expire_after_the_ttl(
+    cached: CachedUserManager, inner: CountingUserManager, monotonic: FakeMonotonic, token: str
+) -> None:
     assert await cached.resolve_session(token) == "alice"
     monotonic.now += 4.9
     assert await cached.resolve_session(token) == "alice"
@@ -114,7 +128,9 @@ async def test_entries_expire_after_the_ttl(cached, inner, monotonic, token) -> 
     assert inner.calls["resolve_session"] == 2
 
 
-async def test_a_revocation_elsewhere_is_seen_after_the_ttl(cached, inner, monotonic, token):
+async def test_a_revocation_elsewhere_is_seen_after_the_ttl(
+    cached: CachedUserManager, inner: CountingUserManager, monotonic: FakeMonotonic, token: str
+) -> None:
     assert await cached.resolve_session(token) == "alice"
     await inner.logout(token)  # another replica's logout: this cache does not hear of it
     assert await cached.resolve_session(token) == "alice"
@@ -123,14 +139,18 @@ async def test_a_revocation_elsewhere_is_seen_after_the_ttl(cached, inner, monot
         await cached.resolve_session(token)
 
 
-async def test_failures_are_not_cached(cached, inner) -> None:
+async def test_failures_are_not_cached(
+    cached: CachedUserManager, inner: CountingUserManager
+) -> None:
     for _ in range(3):
         with pytest.raises(Unauthenticated):
             await cached.resolve_session("unknown")
     assert inner.calls["resolve_session"] == 3
 
 
-async def test_the_cache_is_bounded(cached, inner, monotonic, token) -> None:
+async def test_the_cache_is_bounded(
+    cached: CachedUserManager, inner: CountingUserManager, monotonic: FakeMonotonic, token: str
+) -> None:
     tokens = [token] + [await cached.login("alice", PASSWORD) for _ in range(3)]
     for each in tokens:
         assert await cached.resolve_session(each) == "alice"
@@ -142,12 +162,17 @@ async def test_the_cache_is_bounded(cached, inner, monotonic, token) -> None:
     assert inner.calls["resolve_session"] == 5
 
 
-async def test_logout_of_an_unknown_token_is_unauthenticated(cached) -> None:
+async def test_logout_of_an_unknown_token_is_unauthenticated(cached: CachedUserManager) -> None:
     with pytest.raises(Unauthenticated):
         await cached.logout("unknown")
 
 
-async def test_concurrent_misses_share_one_lookup(cached, inner, token, monkeypatch) -> None:
+async def test_concurrent_misses_share_one_lookup(
+    cached: CachedUserManager,
+    inner: CountingUserManager,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """An expiring busy token must not send every request in flight to the database."""
     real_resolve = inner.resolve_session
 
@@ -162,7 +187,10 @@ async def test_concurrent_misses_share_one_lookup(cached, inner, token, monkeypa
 
 
 async def test_a_lookup_that_straddles_a_logout_is_not_cached(
-    cached, inner, token, monkeypatch
+    cached: CachedUserManager,
+    inner: CountingUserManager,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     looked_up, gate = asyncio.Event(), asyncio.Event()
     real_resolve = inner.resolve_session

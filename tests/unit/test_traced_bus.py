@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import propagate, trace
@@ -53,8 +54,22 @@ def news() -> Iterator[Service]:
     service.provider.shutdown()
 
 
-def added(**fields: object) -> Event:
-    return Event(type=EventType.LINK_ADDED, author="ada", url="https://example.com/", **fields)
+def added(
+    *,
+    title: str = "",
+    tags: tuple[str, ...] = (),
+    trace: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    return Event(
+        type=EventType.LINK_ADDED,
+        author="ada",
+        url="https://example.com/",
+        title=title,
+        tags=tags,
+        trace={} if trace is None else trace,
+        data={} if data is None else data,
+    )
 
 
 def ids(span: ReadableSpan) -> tuple[int, int]:
@@ -87,6 +102,7 @@ async def test_the_consumer_joins_the_trace_of_the_request_that_caused_the_event
     assert producer.parent.span_id == request.get_span_context().span_id
     assert consumer.parent is not None and consumer.parent.is_remote
     assert consumer.parent.span_id == producer.context.span_id
+    assert consumer.attributes is not None
     assert consumer.attributes["messaging.message.id"] == event.id
     assert consumer.attributes["messaging.consumer.group.name"] == "news"
     # Inside the handler the CONSUMER span is current: its remote calls join the trace.
@@ -178,6 +194,7 @@ async def test_a_failing_handler_is_an_error_span_and_the_event_comes_again(
     await bus.publish(added())
     first, second = news.spans()
     assert first.status.status_code is StatusCode.ERROR
+    assert first.events[0].attributes is not None
     assert first.events[0].attributes["exception.type"] == "RuntimeError"
     assert second.status.status_code is StatusCode.UNSET
 

@@ -59,7 +59,9 @@ def tracer(exporter: InMemorySpanExporter) -> Iterator[trace.Tracer]:
     provider.shutdown()
 
 
-async def test_every_call_gets_a_span_named_service_dot_method(exporter, tracer) -> None:
+async def test_every_call_gets_a_span_named_service_dot_method(
+    exporter: InMemorySpanExporter, tracer: trace.Tracer
+) -> None:
     core = Core()
     greeter = wrap(Greeter, "greeter", core, tracing_middleware(tracer))
     assert await greeter.greet("ada") == "hello ada"
@@ -79,7 +81,9 @@ async def test_every_call_gets_a_span_named_service_dot_method(exporter, tracer)
     ]
 
 
-async def test_calls_nest_under_the_current_span(exporter, tracer) -> None:
+async def test_calls_nest_under_the_current_span(
+    exporter: InMemorySpanExporter, tracer: trace.Tracer
+) -> None:
     greeter = wrap(Greeter, "greeter", Core(), tracing_middleware(tracer))
     with tracer.start_as_current_span("request") as outer:
         await greeter.greet("ada")
@@ -89,7 +93,9 @@ async def test_calls_nest_under_the_current_span(exporter, tracer) -> None:
     assert inner.context.trace_id == outer.get_span_context().trace_id
 
 
-async def test_a_failure_marks_the_span_and_passes_the_same_exception(exporter, tracer) -> None:
+async def test_a_failure_marks_the_span_and_passes_the_same_exception(
+    exporter: InMemorySpanExporter, tracer: trace.Tracer
+) -> None:
     greeter = wrap(Greeter, "greeter", Core(), tracing_middleware(tracer))
     with pytest.raises(NotFound) as raised:
         await greeter.find("nobody")
@@ -100,13 +106,17 @@ async def test_a_failure_marks_the_span_and_passes_the_same_exception(exporter, 
     assert span.name == "greeter.find"
     assert span.status.status_code is StatusCode.ERROR
     assert "NotFound" in (span.status.description or "")
+    assert span.attributes is not None
     assert span.attributes["error.type"] == "NotFound"
     (recorded,) = span.events
     assert recorded.name == "exception"
-    assert recorded.attributes["exception.type"].endswith("NotFound")
+    assert recorded.attributes is not None
+    exception_type = recorded.attributes["exception.type"]
+    assert isinstance(exception_type, str)
+    assert exception_type.endswith("NotFound")
 
 
-async def test_the_wrapped_object_still_implements_the_protocol(tracer) -> None:
+async def test_the_wrapped_object_still_implements_the_protocol(tracer: trace.Tracer) -> None:
     greeter = wrap(Greeter, "greeter", Core(), tracing_middleware(tracer))
     assert isinstance(greeter, Greeter)
     assert greeter.greet.__doc__ == "Say hello."
@@ -143,7 +153,9 @@ class CountingTracer:
 @pytest.mark.parametrize(
     "sampler", [sampling.ALWAYS_OFF, sampling.ParentBased(sampling.ALWAYS_OFF)], ids=str
 )
-async def test_a_root_the_sampler_never_samples_is_not_even_started(exporter, sampler) -> None:
+async def test_a_root_the_sampler_never_samples_is_not_even_started(
+    exporter: InMemorySpanExporter, sampler: sampling.Sampler
+) -> None:
     tracer = CountingTracer(sampler, exporter)
     core = Core()
     greeter = wrap(Greeter, "greeter", core, tracing_middleware(tracer))  # type: ignore[arg-type]
@@ -153,7 +165,9 @@ async def test_a_root_the_sampler_never_samples_is_not_even_started(exporter, sa
     assert exporter.get_finished_spans() == ()
 
 
-async def test_under_a_sampled_parent_the_sampler_still_decides(exporter) -> None:
+async def test_under_a_sampled_parent_the_sampler_still_decides(
+    exporter: InMemorySpanExporter,
+) -> None:
     tracer = CountingTracer(sampling.ALWAYS_OFF, exporter)
     core = Core()
     greeter = wrap(Greeter, "greeter", core, tracing_middleware(tracer))  # type: ignore[arg-type]
@@ -240,7 +254,9 @@ def test_a_sampler_of_another_kind_is_assumed_to_sample_roots_and_follow_parents
 # --- setup from the standard variables --------------------------------------------------
 
 
-def test_the_exporter_defaults_to_the_shape_and_the_variable_overrides_it(monkeypatch) -> None:
+def test_the_exporter_defaults_to_the_shape_and_the_variable_overrides_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
     assert tracing_setup.exporters_from_env() == ()
@@ -253,7 +269,7 @@ def test_the_exporter_defaults_to_the_shape_and_the_variable_overrides_it(monkey
     assert tracing_setup.exporters_from_env() == ()
 
 
-def test_the_default_exporter_per_shape(monkeypatch) -> None:
+def test_the_default_exporter_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     assert tracing_setup.default_exporter("processes") == "none"
@@ -263,13 +279,15 @@ def test_the_default_exporter_per_shape(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("value", ["jaeger", "zipkin", "otlp,none"])
-def test_an_unknown_exporter_is_a_configuration_error(monkeypatch, value: str) -> None:
+def test_an_unknown_exporter_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
     with pytest.raises(tracing_setup.TracingConfigurationError, match="OTEL_TRACES_EXPORTER"):
         tracing_setup.exporters_from_env()
 
 
-def test_setup_with_exporter_none_installs_nothing(monkeypatch) -> None:
+def test_setup_with_exporter_none_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert tracing_setup.setup_tracing("links", default_exporter="otlp") is None
     assert tracing_setup.active_tracer() is None
@@ -277,7 +295,9 @@ def test_setup_with_exporter_none_installs_nothing(monkeypatch) -> None:
     tracing_setup.shutdown_tracing()  # harmless when nothing was set up
 
 
-def test_the_provider_names_the_service_and_reads_the_sampler(monkeypatch) -> None:
+def test_the_provider_names_the_service_and_reads_the_sampler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from delinkcious import __version__
 
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)

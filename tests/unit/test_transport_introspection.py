@@ -31,7 +31,8 @@ from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import User, UserManager
 from delinkcious.platform.transport import describe, parse_tokens, remote, status_for
 
-SIGNATURES = {
+# protocol -> method name -> (parameters, return annotation, idempotent)
+SIGNATURES: dict[type, dict[str, tuple[dict[str, object], object, bool]]] = {
     LinkManager: {
         "get_links": ({"request": GetLinksRequest}, GetLinksResult, True),
         "add_link": ({"request": AddLinkRequest}, Link, False),
@@ -80,7 +81,7 @@ def test_arguments_travel_by_name_and_only_as_given() -> None:
     get_links = describe(LinkManager)["get_links"]
     request = GetLinksRequest("alice", limit=3)
     body = get_links.encode_arguments({"request": request})
-    assert get_links.arguments.model_validate_json(body).request == request
+    assert dict(get_links.arguments.model_validate_json(body))["request"] == request
     assert get_links.encode_result(GetLinksResult([], None)) == (
         b'{"result":{"links":[],"next_page_token":null}}'
     )
@@ -129,7 +130,7 @@ def test_what_cannot_travel_is_refused_up_front(protocol: type, message: str) ->
 @pytest.mark.parametrize("protocol", list(SIGNATURES), ids=lambda p: p.__name__)
 def test_a_remote_implements_its_protocol_and_keeps_the_marks(protocol: type) -> None:
     client = httpx.AsyncClient()
-    proxy = remote(protocol, "svc", "http://127.0.0.1:1", "s3cr3t", client)
+    proxy: object = remote(protocol, "svc", "http://127.0.0.1:1", "s3cr3t", client)
     assert isinstance(proxy, protocol)
     assert not any(isinstance(proxy, other) for other in SIGNATURES if other is not protocol)
     for name in SIGNATURES[protocol]:

@@ -12,6 +12,7 @@ from delinkcious.model.validation import MAX_EMAIL, MAX_PASSWORD
 from delinkcious.users.manager import UserService, token_hash
 from delinkcious.users.store import Session
 from tests.fakes import FakeUserStore
+from tests.unit.conftest import Clock
 
 PASSWORD = "correct horse battery"
 TTL = dt.timedelta(hours=1)
@@ -22,7 +23,7 @@ def cheap_hasher() -> PasswordHasher:
 
 
 @pytest.fixture
-def users(user_store: FakeUserStore, clock) -> UserService:
+def users(user_store: FakeUserStore, clock: Clock) -> UserService:
     return UserService(user_store, session_ttl=TTL, hasher=cheap_hasher(), clock=clock)
 
 
@@ -32,14 +33,16 @@ async def alice(users: UserService) -> str:
     return "alice"
 
 
-async def test_user_service_is_a_user_manager(users) -> None:
+async def test_user_service_is_a_user_manager(users: UserService) -> None:
     assert isinstance(users, UserManager)
 
 
 # -- register ------------------------------------------------------------------------------
 
 
-async def test_register_stores_the_canonical_user_and_a_hash(users, user_store, clock) -> None:
+async def test_register_stores_the_canonical_user_and_a_hash(
+    users: UserService, user_store: FakeUserStore, clock: Clock
+) -> None:
     user = await users.register("  Alice.B-2_ ", " alice@example.com ", PASSWORD)
     assert user.username == "alice.b-2_"
     assert user.email == "alice@example.com"
@@ -54,7 +57,7 @@ async def test_register_stores_the_canonical_user_and_a_hash(users, user_store, 
     "username",
     ["ab", "a" * 32, "a_b.c-d", "007", "Bob"],
 )
-async def test_register_accepts_good_usernames(users, username: str) -> None:
+async def test_register_accepts_good_usernames(users: UserService, username: str) -> None:
     user = await users.register(username, "x@example.com", PASSWORD)
     assert user.username == username.lower()
 
@@ -63,7 +66,9 @@ async def test_register_accepts_good_usernames(users, username: str) -> None:
     "username",
     ["", "a", "a" * 33, "al ice", "alice!", "al@ce", "ali/ce", "élodie", "ali\nce", "a\x00b"],
 )
-async def test_register_rejects_bad_usernames(users, user_store, username: str) -> None:
+async def test_register_rejects_bad_usernames(
+    users: UserService, user_store: FakeUserStore, username: str
+) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await users.register(username, "x@example.com", PASSWORD)
     assert caught.value.code == "invalid_username"
@@ -83,27 +88,33 @@ async def test_register_rejects_bad_usernames(users, user_store, username: str) 
         "a" * (MAX_EMAIL - len("@example.com") + 1) + "@example.com",
     ],
 )
-async def test_register_rejects_bad_emails(users, user_store, email: str) -> None:
+async def test_register_rejects_bad_emails(
+    users: UserService, user_store: FakeUserStore, email: str
+) -> None:
     with pytest.raises(InvalidArgument):
         await users.register("alice", email, PASSWORD)
     assert user_store.users == {}
 
 
 @pytest.mark.parametrize("password", ["", "short", "1234567", "p" * (MAX_PASSWORD + 1)])
-async def test_register_rejects_bad_passwords(users, user_store, password: str) -> None:
+async def test_register_rejects_bad_passwords(
+    users: UserService, user_store: FakeUserStore, password: str
+) -> None:
     with pytest.raises(InvalidArgument):
         await users.register("alice", "alice@example.com", password)
     assert user_store.users == {}
 
 
 @pytest.mark.parametrize("password", ["12345678", "p" * MAX_PASSWORD])
-async def test_register_accepts_passwords_at_the_limits(users, password: str) -> None:
+async def test_register_accepts_passwords_at_the_limits(users: UserService, password: str) -> None:
     await users.register("alice", "alice@example.com", password)
     assert await users.login("alice", password)
 
 
 @pytest.mark.parametrize("second", ["alice", "Alice", "ALICE", " alice "])
-async def test_usernames_are_unique_case_insensitively(users, user_store, second: str) -> None:
+async def test_usernames_are_unique_case_insensitively(
+    users: UserService, user_store: FakeUserStore, second: str
+) -> None:
     await users.register("Alice", "alice@example.com", PASSWORD)
     with pytest.raises(AlreadyExists):
         await users.register(second, "other@example.com", "another password")
@@ -114,7 +125,9 @@ async def test_usernames_are_unique_case_insensitively(users, user_store, second
 # -- login / sessions ------------------------------------------------------------------------
 
 
-async def test_login_returns_an_opaque_token_that_resolves(users, user_store, alice) -> None:
+async def test_login_returns_an_opaque_token_that_resolves(
+    users: UserService, user_store: FakeUserStore, alice: str
+) -> None:
     token = await users.login("alice", PASSWORD)
     assert len(token) >= 32
     assert await users.resolve_session(token) == "alice"
@@ -123,7 +136,7 @@ async def test_login_returns_an_opaque_token_that_resolves(users, user_store, al
     assert token_hash(token) in user_store.sessions
 
 
-async def test_login_is_case_insensitive_in_the_username(users, alice) -> None:
+async def test_login_is_case_insensitive_in_the_username(users: UserService, alice: str) -> None:
     token = await users.login(" ALICE ", PASSWORD)
     assert await users.resolve_session(token) == "alice"
 
@@ -141,7 +154,7 @@ async def test_login_is_case_insensitive_in_the_username(users, alice) -> None:
     ],
 )
 async def test_bad_credentials_are_unauthenticated(
-    users, user_store, alice, username: str, password: str
+    users: UserService, user_store: FakeUserStore, alice: str, username: str, password: str
 ) -> None:
     with pytest.raises(Unauthenticated) as caught:
         await users.login(username, password)
@@ -149,7 +162,9 @@ async def test_bad_credentials_are_unauthenticated(
     assert user_store.sessions == {}
 
 
-async def test_wrong_password_and_unknown_user_look_the_same(users, alice) -> None:
+async def test_wrong_password_and_unknown_user_look_the_same(
+    users: UserService, alice: str
+) -> None:
     with pytest.raises(Unauthenticated) as wrong_password:
         await users.login("alice", "wrong password")
     with pytest.raises(Unauthenticated) as unknown_user:
@@ -158,7 +173,9 @@ async def test_wrong_password_and_unknown_user_look_the_same(users, alice) -> No
     assert wrong_password.value.code == unknown_user.value.code
 
 
-async def test_several_sessions_per_user_and_logout_ends_only_one(users, alice) -> None:
+async def test_several_sessions_per_user_and_logout_ends_only_one(
+    users: UserService, alice: str
+) -> None:
     tokens = [await users.login("alice", PASSWORD) for _ in range(3)]
     assert len(set(tokens)) == 3
     for token in tokens:
@@ -173,7 +190,7 @@ async def test_several_sessions_per_user_and_logout_ends_only_one(users, alice) 
         await users.logout(tokens[1])
 
 
-async def test_sessions_of_different_users_are_separate(users, alice) -> None:
+async def test_sessions_of_different_users_are_separate(users: UserService, alice: str) -> None:
     await users.register("bob", "bob@example.com", "bobs password")
     alice_token = await users.login("alice", PASSWORD)
     bob_token = await users.login("bob", "bobs password")
@@ -187,7 +204,9 @@ async def test_sessions_of_different_users_are_separate(users, alice) -> None:
     "token",
     ["", "unknown", "x" * 43, "x" * 129, "x" * 100_000, "é" * 43],
 )
-async def test_unknown_tokens_are_unauthenticated(users, alice, token: str) -> None:
+async def test_unknown_tokens_are_unauthenticated(
+    users: UserService, alice: str, token: str
+) -> None:
     await users.login("alice", PASSWORD)
     with pytest.raises(Unauthenticated) as caught:
         await users.resolve_session(token)
@@ -196,7 +215,7 @@ async def test_unknown_tokens_are_unauthenticated(users, alice, token: str) -> N
         await users.logout(token)
 
 
-async def test_sessions_expire_after_the_ttl(users, alice, clock) -> None:
+async def test_sessions_expire_after_the_ttl(users: UserService, alice: str, clock: Clock) -> None:
     token = await users.login("alice", PASSWORD)
     clock.advance(seconds=TTL.total_seconds() - 1)
     assert await users.resolve_session(token) == "alice"
@@ -206,7 +225,7 @@ async def test_sessions_expire_after_the_ttl(users, alice, clock) -> None:
 
 
 async def test_a_new_login_cleans_up_the_users_expired_sessions(
-    users, user_store, alice, clock
+    users: UserService, user_store: FakeUserStore, alice: str, clock: Clock
 ) -> None:
     await users.register("bob", "bob@example.com", "bobs password")
     old_alice = await users.login("alice", PASSWORD)
@@ -226,7 +245,9 @@ async def test_a_new_login_cleans_up_the_users_expired_sessions(
         await users.resolve_session(old_bob)
 
 
-async def test_a_stored_session_of_the_past_is_unauthenticated(users, user_store, alice, clock):
+async def test_a_stored_session_of_the_past_is_unauthenticated(
+    users: UserService, user_store: FakeUserStore, alice: str, clock: Clock
+) -> None:
     await user_store.add_session(
         token_hash("handmade"),
         Session(username="alice", expires_at=clock.now - dt.timedelta(seconds=1)),
@@ -236,7 +257,9 @@ async def test_a_stored_session_of_the_past_is_unauthenticated(users, user_store
         await users.resolve_session("handmade")
 
 
-async def test_login_rehashes_a_password_hashed_with_old_parameters(user_store, clock) -> None:
+async def test_login_rehashes_a_password_hashed_with_old_parameters(
+    user_store: FakeUserStore, clock: Clock
+) -> None:
     old = UserService(user_store, hasher=cheap_hasher(), clock=clock)
     await old.register("alice", "alice@example.com", PASSWORD)
     old_hash = user_store.users["alice"].password_hash
