@@ -157,18 +157,22 @@ def wait_healthy(server: Server, started: float, timeout: float = STARTUP_TIMEOU
     raise BenchmarkError(f"delinkcious up was not healthy within {timeout:.0f} s")
 
 
-def stop(server: Server) -> None:
-    """Ctrl-C the server like a person would; kill it if it does not stop in time."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
+def interrupt(process: subprocess.Popen[bytes], name: str, timeout: float) -> int:
+    """Ctrl-C a process like a person would; kill it if it does not stop in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
         try:
-            server.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            print("server ignored SIGINT; killing it", file=sys.stderr)
-            server.process.kill()
-            server.process.wait()
-    code = server.process.returncode
-    print(f"server stopped (exit code {code})")
+            print(f"{name} ignored SIGINT; killing it", file=sys.stderr)
+            process.kill()
+            process.wait()
+    print(f"{name} stopped (exit code {process.returncode})")
+    return process.returncode
+
+
+def stop(server: Server) -> None:
+    code = interrupt(server.process, "server", STOP_TIMEOUT_SECONDS)
     if code != 0:
         tail = server.log.read_text(errors="replace")[-4000:]
         print(f"server output (last 4000 characters):\n{tail}", file=sys.stderr)

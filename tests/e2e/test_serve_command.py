@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -205,3 +206,47 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
     assert process.wait(timeout=15) == 0
     assert [answer.json() for answer in answers] == [{"done": True}]
     assert process.stdout.read().strip() == "closed"
+
+
+def test_reload_restarts_the_service_when_its_source_changes(tmp_path: Path) -> None:
+    """`serve --reload`, the dev overlay's inner loop: a saved .py file restarts it."""
+    import delinkcious
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DELINKCIOUS_INTERNAL_TOKENS": "gateway=g-secret-0123456789",
+        **{
+            f"DELINKCIOUS_{name}_URL": "http://127.0.0.1:1"
+            for name in ("LINKS", "USERS", "SOCIAL_GRAPH", "NEWS")
+        },
+    }
+    output = tmp_path / "output"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [str(BIN), "serve", "gateway", "--port", str(port), "--reload"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    probe = Path(delinkcious.__file__).parent / f"_reload_probe_{os.getpid()}.py"
+    try:
+        _wait_until(lambda: output.read_text().count("is serving at") == 1, process, output)
+        probe.write_text("# written by a test of serve --reload; deleted at once\n")
+        _wait_until(lambda: output.read_text().count("is serving at") == 2, process, output)
+        assert "source file(s) changed: restarting" in output.read_text()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        probe.unlink(missing_ok=True)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+
+
+def _wait_until(
+    condition: Callable[[], bool], process: subprocess.Popen[bytes], output: Path
+) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from delinkcious import __version__
+from delinkcious.cli.release import release
 from delinkcious.cli.serving import listen, run, serve
 from delinkcious.cli.smoke import smoke
 from delinkcious.platform.config import Settings
@@ -106,8 +108,15 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
 @click.argument("service")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-def serve_command(service: str, host: str, port: int) -> None:
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Restart whenever the Python source changes (the inner loop; never in production).",
+)
+def serve_command(service: str, host: str, port: int, reload: bool) -> None:
     """Run one SERVICE (gateway, links, users, social_graph, news, link_checker)."""
+    if reload:
+        sys.exit(_serve_reloading(service, host, port))
     from delinkcious.distributed import service_app
     from delinkcious.registry import check_configuration
 
@@ -119,9 +128,28 @@ def serve_command(service: str, host: str, port: int) -> None:
     observe(service, settings, "processes")
 
     def ready(url: str) -> None:
-        click.echo(f"{service} is serving at {url}")
+        # A log line like every other (JSON in a container), not a bare print.
+        logging.getLogger("delinkcious.serve").info("%s is serving at %s", service, url)
 
     _run_or_explain(serve(service_app(service, settings), listen(host, port), ready))
+
+
+def _serve_reloading(service: str, host: str, port: int) -> int:
+    """``serve`` in a child process, started again each time a source file changes."""
+    import shlex
+
+    from watchfiles import PythonFilter, run_process
+
+    import delinkcious
+
+    command = [sys.executable, "-m", "delinkcious.cli.main", "serve", service]
+    return run_process(
+        Path(delinkcious.__file__).parent,
+        target=shlex.join([*command, "--host", host, "--port", str(port)]),
+        target_type="command",
+        watch_filter=PythonFilter(),
+        callback=lambda changes: click.echo(f"{len(changes)} source file(s) changed: restarting"),
+    )
 
 
 @main.command()
@@ -147,6 +175,7 @@ def migrate(service: str) -> None:
 
 
 main.add_command(smoke)
+main.add_command(release)
 
 if __name__ == "__main__":
     sys.exit(main())
