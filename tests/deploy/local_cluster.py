@@ -45,7 +45,7 @@ def _die_with_parent() -> None:
 
 
 def image_environment(stage: str = "runtime") -> dict[str, str]:
-    """The ENV of one stage of the Dockerfile, with the image's venv mapped to ours."""
+    """The ENV of one stage of the Dockerfile, as the container sees it."""
     parser = DockerfileParser(str(ROOT / "Dockerfile"))
     env: dict[str, str] = {}
     current = None
@@ -57,9 +57,6 @@ def image_environment(stage: str = "runtime") -> dict[str, str]:
             for pair in shlex.split(instruction["value"]):
                 key, _, value = pair.partition("=")
                 env[key] = value
-    env["PATH"] = (
-        env["PATH"].replace("/opt/delinkcious/bin", str(BIN)).replace("$PATH", os.environ["PATH"])
-    )
     return env
 
 
@@ -154,6 +151,12 @@ class LocalCluster:
         """One of ours: its manifest's command and args, as the kubelet would run them."""
         env = {**image_environment(), **self.environment(pod)}
         env = {key: pod.local(self.resolve(value)) for key, value in env.items()}
+        # The image's venv is ours; the rest of its PATH is this machine's.
+        env["PATH"] = (
+            env["PATH"]
+            .replace("/opt/delinkcious/bin", str(BIN))
+            .replace("$PATH", os.environ["PATH"])
+        )
         writable = [str(directory) for directory in pod.mounts.values()]
         env.update(
             TMPDIR=pod.local("/tmp"),
