@@ -121,7 +121,11 @@ async def migrated_engine(assembly: Assembly, service: str) -> AsyncEngine:
         lambda: ensure_database(url),
         assembly.settings.startup_timeout_seconds,
     )
-    engine = create_engine(url)
+    engine = create_engine(
+        url,
+        pool_size=assembly.settings.database_pool_size,
+        max_overflow=assembly.settings.database_max_overflow,
+    )
     assembly.stack.push_async_callback(engine.dispose)
     await upgrade(engine, f"delinkcious.{service}")
     assembly.health.add(f"{service} database", lambda: _select_one(engine))

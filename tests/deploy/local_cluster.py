@@ -204,6 +204,7 @@ class LocalCluster:
                 str(POSTGRES_BIN / "postgres"),
                 "-D",
                 str(data),
+                *pod.container.get("args", []),  # the image runs `postgres ARGS`
                 "-c",
                 f"listen_addresses={pod.ip}",
                 "-p",

@@ -113,8 +113,13 @@ def test_promote_copies_the_tags_staging_runs_into_production(tree: Path) -> Non
     (deployment,) = ours(rendered).values()
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
 
+    staging = tree / "overlays" / "staging" / "images" / "kustomization.yaml"
+    document = yaml.safe_load(staging.read_text())
+    document["images"][0]["digest"] = "sha256:" + "ab" * 32  # the gateway, pinned harder
+    staging.write_text(yaml.safe_dump(document))
     done = release("promote", "--from", "staging", "--to", "production", deploy_dir=tree)
     assert "news: 0.1.0 -> 0.2.0" in done.stdout
+    assert f"gateway: 0.1.0 -> 0.1.0@sha256:{'ab' * 32}" in done.stdout
     assert images(tree, "production") == images(tree, "staging")
     again = release("promote", "--from", "staging", "--to", "production", deploy_dir=tree)
     assert again.returncode == 0 and "already runs the images of staging" in again.stdout

@@ -118,7 +118,7 @@ def test_environments_differ_where_they_should(rendered: dict[str, list[Obj]]) -
         }
         for env in ENVIRONMENTS
     }
-    assert autoscalers == {"dev": {(1, 5)}, "staging": {(1, 5)}, "production": {(2, 10)}}
+    assert autoscalers == {"dev": {(1, 1)}, "staging": {(1, 5)}, "production": {(2, 10)}}
     assert not of_kind(rendered["production"], "StatefulSet")  # managed backends outside
     assert {
         s["spec"]["type"]

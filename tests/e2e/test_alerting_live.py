@@ -8,9 +8,11 @@ repository's config whose receivers point at a webhook server this test runs. Th
 
 - ``SlowAddLink`` fires from the real latency and reaches the ``pager`` receiver;
 - synthetic alerts posted to Alertmanager's API show the rest of the routing tree:
-  a ticket reaches ``tickets``; alerts are grouped per alert and service; while a service
-  is down (``ServiceDown``) its other alerts are held back, but not its volumes; a paging
-  volume alert hides its ticket.
+  a ticket reaches ``tickets``; alerts are grouped per alert, namespace and service; while a
+  service is down (``ServiceDown``) its other alerts are held back, but not the volumes; a
+  paging volume alert hides its ticket. Both shapes of alert: without a ``namespace`` (a
+  local Prometheus) and with one (Kubernetes, where one Prometheus may scrape staging and
+  production: neither environment's alerts are grouped with, or held back by, the other's).
 
 Every process listens on 127.0.0.1 on its own free port, with its own data directory, and
 is stopped at the end; nothing is sent off this machine. About 30 s.
@@ -46,6 +48,7 @@ PROMETHEUS_CONFIG = OBSERVABILITY / "prometheus.yml"
 ALERTMANAGER_CONFIG = OBSERVABILITY / "alertmanager.yml"
 
 FAULTS = "links.add_link:latency=6s"
+STAGING, PRODUCTION = "delinkcious-staging", "delinkcious-production"
 RANGE = "20s"  # every [5m] / [15m] of the rules (20 scrapes at 1 s)
 FOR = "5s"  # every `for:` of the rules
 SLOW_ALERT_WITHIN = 60.0  # seconds from the first slow call to the page at the webhook
@@ -144,12 +147,15 @@ class Webhook:
         with self.arrived:
             return [delivery for delivery in self.deliveries if wanted(delivery)]
 
-    def summary(self) -> list[tuple[str, str, str, str]]:
+    def summary(self) -> list[tuple[str, ...]]:
         return [
-            (d.path, d.alert["labels"].get("alertname", ""), d.alert["labels"].get("service", ""),
+            (d.path, *(d.alert["labels"].get(label, "") for label in SUMMARY_LABELS),
              d.alert["status"])
             for d in self.deliveries
         ]  # fmt: skip
+
+
+SUMMARY_LABELS = ("alertname", "namespace", "service", "backend", "severity")
 
 
 @contextlib.contextmanager
@@ -177,10 +183,13 @@ def webhook_server() -> Iterator[tuple[Webhook, str]]:
         thread.join(timeout=5)
 
 
-def alert_is(name: str, service: str) -> Callable[[Delivery], bool]:
-    return lambda d: (
-        d.alert["labels"].get("alertname") == name and (d.alert["labels"].get("service") == service)
-    )
+def alert_is(
+    name: str, service: str | None = None, *, namespace: str | None = None, **labels: str
+) -> Callable[[Delivery], bool]:
+    """The alert ``name`` with exactly this service and namespace (None: without the label)
+    and these other labels."""
+    wanted = {"alertname": name, "service": service, "namespace": namespace, **labels}
+    return lambda d: all(d.alert["labels"].get(key) == value for key, value in wanted.items())
 
 
 # --- the daemons -------------------------------------------------------------------------------
@@ -416,6 +425,7 @@ def test_slow_add_link_pages_and_alertmanager_routes_groups_and_inhibits(stack: 
         post_alerts(
             alertmanager,
             [
+                # --- local shape (prometheus.yml): no namespace label
                 # A ticket goes to the tickets receiver.
                 {"alertname": "OutboxBacklog", "severity": "ticket", "service": "routed"},
                 # Two instances of one alert on one service: one notification (group_by).
@@ -423,24 +433,37 @@ def test_slow_add_link_pages_and_alertmanager_routes_groups_and_inhibits(stack: 
                  "instance": "10.0.0.1:5001"},
                 {"alertname": "HighErrorRate", "severity": "page", "service": "grouped",
                  "instance": "10.0.0.2:5001"},
-                # A service that is down: its other alerts are held back, not its volume.
+                # A service that is down: its other alerts are held back.
                 {"alertname": "ServiceDown", "severity": "page", "service": "downed"},
                 {"alertname": "HighErrorRate", "severity": "page", "service": "downed"},
                 {"alertname": "OutboxBacklog", "severity": "ticket", "service": "downed"},
-                {"alertname": "VolumeFillingUp", "severity": "page", "service": "downed",
-                 "namespace": "delinkcious", "persistentvolumeclaim": "downed-postgres-0"},
-                # The same alert for another service is not held back (equal: [service]).
+                # The same alert for another service is not held back (equal: service).
                 {"alertname": "HighErrorRate", "severity": "page", "service": "neighbour"},
-                # A volume at 95 %: the page hides the 75 % ticket of the same claim.
-                {"alertname": "VolumeFillingUp", "severity": "page", "service": "full",
-                 "namespace": "delinkcious", "persistentvolumeclaim": "full-postgres-0"},
-                {"alertname": "VolumeFillingUp", "severity": "ticket", "service": "full",
-                 "namespace": "delinkcious", "persistentvolumeclaim": "full-postgres-0"},
+                # --- Kubernetes shape: one Prometheus, two environments (namespaces)
+                # users is down in staging: staging's users alerts are held back, not
+                # production's (equal: namespace), nor staging's volumes.
+                {"alertname": "ServiceDown", "severity": "page", "service": "users",
+                 "namespace": STAGING},
+                {"alertname": "HighErrorRate", "severity": "page", "service": "users",
+                 "namespace": STAGING},
+                {"alertname": "HighErrorRate", "severity": "page", "service": "users",
+                 "namespace": PRODUCTION},
+                {"alertname": "VolumeFillingUp", "severity": "page", "backend": "postgres",
+                 "namespace": STAGING, "persistentvolumeclaim": "data-postgres-0"},
+                # redis' volume at 95 % in production: the page hides the 75 % ticket of
+                # the same claim, not the ticket of staging's claim of the same name.
+                {"alertname": "VolumeFillingUp", "severity": "page", "backend": "redis",
+                 "namespace": PRODUCTION, "persistentvolumeclaim": "data-redis-0"},
+                {"alertname": "VolumeFillingUp", "severity": "ticket", "backend": "redis",
+                 "namespace": PRODUCTION, "persistentvolumeclaim": "data-redis-0"},
+                {"alertname": "VolumeFillingUp", "severity": "ticket", "backend": "redis",
+                 "namespace": STAGING, "persistentvolumeclaim": "data-redis-0"},
             ],
         )  # fmt: skip
         ticket = webhook.wait_for(alert_is("OutboxBacklog", "routed"), 15, "the ticket")
         assert (ticket.path, ticket.payload["receiver"]) == ("tickets", "tickets")
         grouped = webhook.wait_for(alert_is("HighErrorRate", "grouped"), 15, "a group")
+        # Without a namespace label the group is what it was before namespaces: alert, service.
         assert grouped.payload["groupLabels"] == {
             "alertname": "HighErrorRate",
             "service": "grouped",
@@ -449,30 +472,68 @@ def test_slow_add_link_pages_and_alertmanager_routes_groups_and_inhibits(stack: 
             "10.0.0.1:5001",
             "10.0.0.2:5001",
         ]
-        for name in ("ServiceDown", "VolumeFillingUp"):
-            page = webhook.wait_for(alert_is(name, "downed"), 15, f"{name} of a down service")
-            assert (page.path, page.payload["receiver"]) == ("pager", "pager")
+        down = webhook.wait_for(alert_is("ServiceDown", "downed"), 15, "a down service")
+        assert (down.path, down.payload["receiver"]) == ("pager", "pager")
         webhook.wait_for(alert_is("HighErrorRate", "neighbour"), 15, "another service's alert")
-        webhook.wait_for(alert_is("VolumeFillingUp", "full"), 15, "the full volume's page")
+
+        webhook.wait_for(
+            alert_is("ServiceDown", "users", namespace=STAGING), 15, "staging's ServiceDown"
+        )
+        production = webhook.wait_for(
+            alert_is("HighErrorRate", "users", namespace=PRODUCTION),
+            15,
+            "production's alert while the same service is down in staging",
+        )
+        assert production.payload["groupLabels"] == {
+            "alertname": "HighErrorRate",
+            "namespace": PRODUCTION,
+            "service": "users",
+        }
+        assert [a["labels"]["namespace"] for a in production.payload["alerts"]] == [PRODUCTION]
+        staging_volume = webhook.wait_for(
+            alert_is("VolumeFillingUp", namespace=STAGING, backend="postgres"),
+            15,
+            "the volume of a namespace where a service is down",
+        )
+        assert (staging_volume.path, staging_volume.payload["receiver"]) == ("pager", "pager")
+        assert staging_volume.payload["groupLabels"] == {
+            "alertname": "VolumeFillingUp",
+            "namespace": STAGING,
+            "backend": "postgres",
+        }
+        webhook.wait_for(
+            alert_is("VolumeFillingUp", namespace=PRODUCTION, backend="redis", severity="page"),
+            15,
+            "the full volume's page",
+        )
+        other_ticket = webhook.wait_for(
+            alert_is("VolumeFillingUp", namespace=STAGING, backend="redis", severity="ticket"),
+            15,
+            "the ticket of the same claim in another namespace",
+        )
+        assert other_ticket.path == "tickets"
+
         time.sleep(3)  # three group intervals: time enough for anything held back to leak
         assert webhook.find(alert_is("HighErrorRate", "downed")) == []
         assert webhook.find(alert_is("OutboxBacklog", "downed")) == []
-        full = webhook.find(alert_is("VolumeFillingUp", "full"))
+        assert webhook.find(alert_is("HighErrorRate", "users", namespace=STAGING)) == []
+        full = webhook.find(alert_is("VolumeFillingUp", namespace=PRODUCTION, backend="redis"))
         assert [delivery.alert["labels"]["severity"] for delivery in full] == ["page"]
         held = httpx.get(
             f"{alertmanager.url}/api/v2/alerts",
-            params={"filter": ['service=~"downed|full"'], "inhibited": "true"},
+            params={"inhibited": "true"},
             trust_env=False,
         ).json()
         suppressed = {
-            (a["labels"]["alertname"], a["labels"]["service"], a["labels"]["severity"])
+            tuple(a["labels"].get(label, "") for label in SUMMARY_LABELS)
             for a in held
             if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]
         }
         assert suppressed == {
-            ("HighErrorRate", "downed", "page"),
-            ("OutboxBacklog", "downed", "ticket"),
-            ("VolumeFillingUp", "full", "ticket"),
+            ("HighErrorRate", "", "downed", "", "page"),
+            ("OutboxBacklog", "", "downed", "", "ticket"),
+            ("HighErrorRate", STAGING, "users", "", "page"),
+            ("VolumeFillingUp", PRODUCTION, "", "redis", "ticket"),
         }
 
         # The real thing: the add_link fault makes the median latency 6 s → SlowAddLink.

@@ -139,9 +139,16 @@ def test_a_missing_dependency_is_waited_for_then_named(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_migrate_creates_the_database_and_is_idempotent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", ["", "?ssl=disable"])
+def test_migrate_creates_the_database_and_is_idempotent(tmp_path: Path, options: str) -> None:
+    """Also with connection options in the URL, as production's `?ssl=require`: they are
+    the driver's arguments, never settings sent to the server."""
     url = f"{postgres_url().rsplit('/', 1)[0]}/delinkcious_migrate_{os.getpid()}"
-    env = {"DELINKCIOUS_LINKS_DATABASE_URL": url, "DELINKCIOUS_DATA_DIR": str(tmp_path)}
+    env = {
+        "DELINKCIOUS_LINKS_DATABASE_URL": url + options,
+        "DELINKCIOUS_DATA_DIR": str(tmp_path),
+        "DELINKCIOUS_STARTUP_TIMEOUT_SECONDS": "5",
+    }
     try:
         for _ in range(2):
             done = delinkcious("migrate", "links", env=env)

@@ -44,6 +44,8 @@ RULE_TESTS = OBSERVABILITY / "tests" / "delinkcious.test.yml"
 PROMETHEUS_CONFIG = OBSERVABILITY / "prometheus.yml"
 ALERTMANAGER_CONFIG = OBSERVABILITY / "alertmanager.yml"
 DASHBOARD = OBSERVABILITY / "grafana" / "delinkcious-dashboard.json"
+BACKENDS = ROOT / "deploy" / "k8s" / "components" / "in-cluster-backends"
+OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
 
 ALERTS = {
     "SlowAddLink",
@@ -262,16 +264,95 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
     assert ALERTS - quiet == set(), "alerts never checked to stay quiet in the unit tests"
 
 
-def test_firing_alerts_name_their_service() -> None:
-    """Routing groups by service and inhibition compares it: the unit tests show it is set."""
-    with_service = {
-        check["alertname"]
+def _fired() -> list[tuple[str, dict[str, str]]]:
+    """(alertname, expected labels) of every alert the unit tests expect to fire."""
+    return [
+        (check["alertname"], alert["exp_labels"])
         for case in load_yaml(RULE_TESTS)["tests"]
         for check in case.get("alert_rule_test", [])
         for alert in check["exp_alerts"]
-        if alert["exp_labels"].get("service")
+    ]
+
+
+def test_firing_alerts_name_their_service() -> None:
+    """Routing groups by service and inhibition compares it: the unit tests show it is set,
+    on every alert but the volumes', which name their backend instead."""
+    fired = _fired()
+    with_service = {name for name, labels in fired if labels.get("service")}
+    assert with_service == ALERTS - {"VolumeFillingUp"}
+    volumes = [labels for name, labels in fired if name == "VolumeFillingUp"]
+    assert volumes
+    for labels in volumes:
+        assert "service" not in labels, labels
+        assert labels["backend"] in {"postgres", "redis", "nats"}, labels
+        assert labels["persistentvolumeclaim"] == f"data-{labels['backend']}-0", labels
+
+
+def test_every_aggregation_keeps_the_namespace() -> None:
+    """One Prometheus may scrape several environments (namespaces): no rule sums them
+    together. Every ``by (...)`` of every rule lists ``namespace``, none uses ``without``."""
+    for where, expr in rule_expressions():
+        assert not re.search(r"\bwithout\s*\(", expr), where
+        for grouping in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+            labels = {label.strip() for label in grouping.split(",")}
+            assert "namespace" in labels, f"{where}: by ({grouping})"
+
+
+def test_the_unit_tests_separate_namespaces() -> None:
+    """Alerts of two namespaces for the same service fire apart (the per-environment cases)."""
+    fired = _fired()
+    for alert in ("HighErrorRate", "SlowAddLink", "LinkChecksFailing"):
+        namespaces = {labels.get("namespace") for name, labels in fired if name == alert}
+        assert None in namespaces, f"{alert}: no case without a namespace (local)"
+        assert namespaces - {None}, f"{alert}: no case with a namespace (Kubernetes)"
+    both = {
+        labels["namespace"]
+        for name, labels in fired
+        if name == "HighErrorRate" and labels.get("service") == "users" and "namespace" in labels
     }
-    assert with_service == ALERTS
+    assert both == {"delinkcious-staging", "delinkcious-production"}
+
+
+def _volume_patterns() -> tuple[str, str]:
+    """The namespace and claim patterns of the VolumeFillingUp rules (the same in both)."""
+    found = set()
+    for rule in alert_rules():
+        if rule["alert"] == "VolumeFillingUp":
+            namespaces = set(re.findall(r'namespace=~"([^"]+)"', rule["expr"]))
+            claims = set(re.findall(r'persistentvolumeclaim=~"([^"]+)"', rule["expr"]))
+            assert len(namespaces) == len(claims) == 1, rule["expr"]
+            found.add((namespaces.pop(), claims.pop()))
+    (patterns,) = found
+    return patterns
+
+
+def test_volume_alerts_watch_the_in_cluster_backends_claims() -> None:
+    """The claims VolumeFillingUp watches are those the in-cluster backends' StatefulSets
+    make (``<template>-<statefulset>-<ordinal>``) in the environments' namespaces, and no
+    other: Prometheus regexes are anchored, as ``re.fullmatch``."""
+    namespace_pattern, claim_pattern = _volume_patterns()
+    claims = {
+        f"{template['metadata']['name']}-{document['metadata']['name']}-0"
+        for path in sorted(BACKENDS.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document.get("kind") == "StatefulSet"
+        for template in document["spec"].get("volumeClaimTemplates", [])
+    }
+    assert claims == {"data-postgres-0", "data-redis-0", "data-nats-0"}
+    for claim in claims | {"data-postgres-1", "data-nats-12"}:
+        assert re.fullmatch(claim_pattern, claim), claim
+    for claim in ("links-postgres-0", "data-postgres-0-old", "data-mysql-0", "grafana-data"):
+        assert not re.fullmatch(claim_pattern, claim), claim
+    namespaces = {
+        kustomization["namespace"]
+        for path in OVERLAYS.glob("*/**/kustomization.yaml")
+        if "namespace" in (kustomization := load_yaml(path) or {})
+    }
+    assert {"delinkcious-dev", "delinkcious-staging", "delinkcious-production"} <= namespaces
+    for namespace in namespaces | {"delinkcious"}:
+        assert re.fullmatch(namespace_pattern, namespace), namespace
+    for namespace in ("default", "monitoring", "kube-system", "notdelinkcious-staging"):
+        assert not re.fullmatch(namespace_pattern, namespace), namespace
 
 
 # --- Prometheus config ------------------------------------------------------------------------
@@ -390,15 +471,18 @@ def test_routing_sends_each_severity_to_its_receiver(labels: dict[str, str], rec
 
 
 def test_grouping_and_inhibition_are_configured() -> None:
-    """What the live test exercises, stated: group by alert and service; ServiceDown
-    inhibits the same service's other alerts (not its volumes); a page hides its ticket."""
+    """What the live test exercises, stated: group by alert, namespace and service (or
+    backend); ServiceDown inhibits the same service's other alerts in the same namespace (not
+    the volumes); a page hides its ticket, on the same claim of the same namespace."""
     config = load_yaml(ALERTMANAGER_CONFIG)
-    assert config["route"]["group_by"] == ["alertname", "service"]
+    assert config["route"]["group_by"] == ["alertname", "namespace", "service", "backend"]
     down, superseded = config["inhibit_rules"]
     assert down["source_matchers"] == ['alertname="ServiceDown"']
-    assert down["equal"] == ["service"]
+    assert down["target_matchers"] == ['alertname!~"ServiceDown|VolumeFillingUp"']
+    assert down["equal"] == ["namespace", "service"]
     assert superseded["source_matchers"] == ['severity="page"']
     assert superseded["target_matchers"] == ['severity="ticket"']
+    assert {"alertname", "namespace", "persistentvolumeclaim"} <= set(superseded["equal"])
     for receiver in config["receivers"]:
         for webhook in receiver["webhook_configs"]:
             assert webhook["url"].startswith("http://") and ".invalid/" in webhook["url"]
@@ -410,8 +494,12 @@ def test_grouping_and_inhibition_are_configured() -> None:
 def test_the_dashboard_shows_rate_errors_latency_per_service_method_version() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "delinkcious"
-    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
-    assert {"datasource", "service", "method", "version"} <= variables
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "service", "method", "version"} <= variables.keys()
+    # One environment at a time (no "All" that would sum them); where the targets have no
+    # namespace (locally) the variable is empty and `namespace=~""` selects every series.
+    namespace = variables["namespace"]
+    assert (namespace["multi"], namespace["includeAll"]) == (False, False)
     queries: dict[str, list[str]] = {}
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
@@ -426,6 +514,12 @@ def test_the_dashboard_shows_rate_errors_latency_per_service_method_version() ->
     for title in ("Request rate", "Error ratio", "Latency p50 (and mean)", "Latency p99"):
         for expr in queries[title]:
             assert 'version=~"$version"' in expr, title
+    for title, exprs in queries.items():
+        for expr in exprs:
+            selectors = re.findall(r"\b(?:delinkcious_\w+|up)(\{[^}]*\})?", expr)
+            assert selectors, title
+            for selector in selectors:
+                assert 'namespace=~"$namespace"' in selector, f"{title}: {expr}"
     assert "by (route, method, status)" in queries["HTTP requests by route and status"][0]
     expected = {
         "Events published": "delinkcious_events_published_total",

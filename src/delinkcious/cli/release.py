@@ -92,7 +92,11 @@ deploy_dir_option = click.option(
 @release.command(name="secrets")
 @click.argument("environment")
 @deploy_dir_option
-@click.option("--force", is_flag=True, help="Replace existing secrets (restart every service).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace every existing secret at once; see the README's rotation steps.",
+)
 def make_secrets(environment: str, deploy_dir: Path, force: bool) -> None:
     """Write ENVIRONMENT's Secrets into git-ignored env files, with fresh random values."""
     directory = _overlay(deploy_dir, environment) / "secrets"
@@ -111,6 +115,11 @@ def make_secrets(environment: str, deploy_dir: Path, force: bool) -> None:
     for name in wanted:
         _write_private(directory / name, values[name.removesuffix(".env")].items())
     click.echo(f"{environment}: wrote {len(wanted)} secret files in {directory} (git-ignored)")
+    if existing:
+        click.echo(
+            "replaced: apply them, set the new database passwords on the roles, then restart "
+            "Redis and every service (README: Rotating secrets)"
+        )
 
 
 def _write_private(path: Path, pairs: Iterable[tuple[str, str]]) -> None:
@@ -127,6 +136,11 @@ def _images_file(deploy_dir: Path, environment: str) -> Path:
 
 def _images(path: Path) -> dict[str, dict[str, Any]]:
     return {image["name"]: image for image in _load(path).get("images") or []}
+
+
+def _pin(image: dict[str, Any]) -> str:
+    """How an image entry pins its version: tag, digest, or both."""
+    return "@".join(str(image[key]) for key in ("newTag", "digest") if key in image) or "?"
 
 
 @release.command()
@@ -152,9 +166,15 @@ def promote(source: str, target: str, names: tuple[str, ...], deploy_dir: Path) 
         name = f"delinkcious-{kube_name(current.name)}"
         if name not in source_images or name not in target_images:
             raise click.ClickException(f"{name} is not in the images of both {source} and {target}")
-        old, new = target_images[name].get("newTag"), source_images[name].get("newTag")
+        old, new = _pin(target_images[name]), _pin(source_images[name])
         if old != new:
-            target_images[name]["newTag"] = new
+            # The tag and the digest travel together: what staging tested is what
+            # production runs. The registry (newName) stays the target's own.
+            for key in ("newTag", "digest"):
+                if key in source_images[name]:
+                    target_images[name][key] = source_images[name][key]
+                else:
+                    target_images[name].pop(key, None)
             changes.append(f"{current.name}: {old} -> {new}")
     if not changes:
         click.echo(f"{target} already runs the images of {source}")

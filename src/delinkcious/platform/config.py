@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     social_graph_database_password: SecretStr | None = None
     news_database_password: SecretStr | None = None
     news_redis_password: SecretStr | None = None
+    # Connections per process to its PostgreSQL database (pool, then overflow): every
+    # replica's count against the server's max_connections.
+    database_pool_size: int = Field(10, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
     news_feed_cap: int = Field(1000, ge=1)
     news_redis_prefix: str = "delinkcious:news:"
     nats_url: SecretStr | None = None

@@ -43,7 +43,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    """An engine for the URL; the pool sizes apply to PostgreSQL, where every replica's
+    pool counts against the server's max_connections."""
     url = async_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -52,7 +54,9 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=4, max_overflow=4)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+    )
 
 
 async def ensure_database(url: str) -> None:
@@ -66,12 +70,19 @@ async def ensure_database(url: str) -> None:
         return
     import asyncpg  # only the PostgreSQL shape needs it
 
-    plain = parsed.set(drivername="postgresql")
+    # Query options (`?ssl=require`) are the engine's connect arguments; in asyncpg's own
+    # URL they would be sent to the server as settings, which it refuses.
+    options = dict(parsed.query)
+    plain = parsed.set(drivername="postgresql", query={})
     try:
-        connection = await asyncpg.connect(plain.render_as_string(hide_password=False), timeout=5)
+        connection = await asyncpg.connect(
+            plain.render_as_string(hide_password=False), timeout=5, **options
+        )
     except asyncpg.InvalidCatalogNameError:
         admin = await asyncpg.connect(
-            plain.set(database="postgres").render_as_string(hide_password=False), timeout=5
+            plain.set(database="postgres").render_as_string(hide_password=False),
+            timeout=5,
+            **options,
         )
         try:
             await admin.execute(f'CREATE DATABASE "{parsed.database}"')
