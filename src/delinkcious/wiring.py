@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from delinkcious.gateway.app import create_app
 from delinkcious.gateway.http_observability import HttpObservabilityMiddleware
+from delinkcious.gateway.shaping import ShapingMiddleware
 from delinkcious.link_checker.checker import CheckerSettings, HttpLinkChecker
 from delinkcious.link_checker.consumer import LinkCheckConsumer
 from delinkcious.link_checker.guard import parse_networks
@@ -35,6 +36,7 @@ from delinkcious.model.users import UserManager
 from delinkcious.news.manager import NewsConsumer, NewsService
 from delinkcious.news.sql_store import SqlNewsStore
 from delinkcious.news.store import NewsStore
+from delinkcious.platform.build import Build, build_of
 from delinkcious.platform.bus import Bus, MemoryBus
 from delinkcious.platform.config import Settings
 from delinkcious.platform.db import create_engine, ensure_database
@@ -77,12 +79,16 @@ class Assembly:
 
     settings: Settings
     stack: AsyncExitStack
+    # Who this process is: a service's name, or "delinkcious" when it runs them all.
+    name: str = "delinkcious"
     health: Readiness = field(default_factory=Readiness)
+    build: Build = field(init=False)
     chain: Chain = field(init=False)
     _bus: Bus | None = field(default=None, init=False)
     _background: list[Background] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
+        self.build = build_of(self.name, self.settings.version, self.settings.revision)
         faults = parse_faults(self.settings.faults)  # validated with the settings
         self.chain = Chain(self.settings.version, faults, enabled=self.settings.middleware)
 
@@ -254,12 +260,14 @@ async def build_gateway(
         CachedUserManager(users, ttl=settings.session_cache_seconds),
         social,
         news,
+        build=assembly.build,
         readiness=assembly.health,
         max_body_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(ShapingMiddleware, build=assembly.build)
     if settings.middleware:
         app.add_middleware(HttpObservabilityMiddleware, service="gateway")
-    install_metrics(app, settings.version)
+    install_metrics(app, assembly.build)
     return app
 
 

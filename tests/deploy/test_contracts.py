@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 
 from delinkcious.cli.serving import DRAIN_SECONDS
 from delinkcious.gateway.health import install_health
+from delinkcious.platform.build import Build
 from delinkcious.platform.config import Settings
 from delinkcious.platform.health import Readiness
 from delinkcious.registry import SERVICES, check_configuration, service
@@ -38,7 +39,7 @@ BACKEND_PORTS = {"postgres": 5432, "redis": 6379, "nats": 4222}
 
 def served_paths() -> set[str]:
     app = FastAPI()
-    install_health(app, Readiness())
+    install_health(app, Readiness(), Build("gateway", "0", "0"))
     return {route.path for route in app.routes if isinstance(route, APIRoute)}
 
 
@@ -134,8 +135,8 @@ def test_probes_and_ports_are_ones_the_program_serves(
         assert ports == {"http": listening}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = server[probe]["httpGet"]
-            assert get["path"] in paths and get["port"] == "http", (name, probe)
-        assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert get["path"].split("?")[0] in paths and get["port"] == "http", (name, probe)
+        assert server["readinessProbe"]["httpGet"]["path"] == "/readyz?scope=local"
         assert server["livenessProbe"]["httpGet"]["path"] == "/healthz"
         service_ports = named(rendered[environment], "Service", KUBE_NAMES[name])["spec"]["ports"]
         assert [port["targetPort"] for port in service_ports] == ["http"]

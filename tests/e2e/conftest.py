@@ -68,9 +68,11 @@ class Server:
     port: int = 0
     process: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
+    args: tuple[str, ...] = ()  # more options of `up` (--replicas, --canary)
+    ports_used: int = 6  # with --processes: the ports after the gateway's it takes
 
     def __post_init__(self) -> None:
-        self.port = self.port or free_port(6 if self.processes else 1)
+        self.port = self.port or free_port(self.ports_used if self.processes else 1)
 
     @property
     def url(self) -> str:
@@ -81,7 +83,15 @@ class Server:
         return "".join(self.lines)
 
     def start(self, timeout: float = 60) -> Server:
-        argv = [str(BIN), "up", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        argv = [
+            str(BIN),
+            "up",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
+        ]
         self.lines = []
         self.process = subprocess.Popen(
             argv + (["--processes"] if self.processes else []),

@@ -26,6 +26,7 @@ from delinkcious.model.checker import CheckResult
 from delinkcious.model.errors import NotFound
 from delinkcious.model.events import Event, EventType
 from delinkcious.model.links import LinkStatus
+from delinkcious.platform.build import Build
 from delinkcious.platform.bus import MemoryBus
 from delinkcious.platform.db import create_engine
 from delinkcious.platform.metrics import (
@@ -138,7 +139,7 @@ async def test_metrics_are_served_in_prometheus_text_format(tmp_path: Path) -> N
         await engine.dispose()
 
     app = tiny_app()
-    install_metrics(app, "7.7.7")
+    install_metrics(app, Build("links", "7.7.7", "abc123"))
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         assert (await client.get("/items/1")).status_code == 200
         response = await client.get("/metrics")
@@ -155,7 +156,8 @@ async def test_metrics_are_served_in_prometheus_text_format(tmp_path: Path) -> N
     assert not any(name.endswith("_created") for name in names)
     assert "process_resident_memory_bytes" in names  # the default collectors come along
     assert samples["delinkcious_outbox_pending", ()] == 3
-    assert samples["delinkcious_build_info", (("version", "7.7.7"),)] == 1
+    labels = (("revision", "abc123"), ("service", "links"), ("version", "7.7.7"))
+    assert samples["delinkcious_build_info", labels] == 1
     success = (
         ("method", "echo"),
         ("outcome", "success"),
@@ -251,7 +253,7 @@ async def test_outbox_gauge_follows_the_table_and_survives_a_failed_read(
 
 async def test_http_metrics_record_route_templates_not_raw_paths() -> None:
     app = tiny_app()
-    install_metrics(app, "7.7.7")
+    install_metrics(app, Build("links", "7.7.7", "abc123"))
 
     def requests(route: str, method: str, status: str) -> float:
         labels = {"route": route, "method": method, "status": status}

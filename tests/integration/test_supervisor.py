@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from delinkcious.platform.supervisor import ProcessSpec, supervise
+from delinkcious.platform.supervisor import Backoff, ProcessSpec, supervise
 
 CHILD = textwrap.dedent(
     """
@@ -186,20 +186,62 @@ class Terminal(io.StringIO):
         return True
 
 
-async def test_a_crash_stops_the_others_and_fails(child: Callable[..., list[str]]) -> None:
+async def test_a_child_that_keeps_dying_is_restarted_with_a_growing_backoff(
+    child: Callable[..., list[str]],
+) -> None:
     out = Terminal()
     ready: list[bool] = []
-    specs = [served(child, "users", 0), spec("links", child("crash", 0.5, 3))]
-    status = await supervise(specs, out=out, on_ready=lambda: ready.append(True), stop_timeout=2)
+    specs = [served(child, "users", 0), spec("links", child("crash", 1.0, 3))]
 
-    assert status != 0
-    assert ready == [True]  # the crash came after start-up
+    async def stop_after_three_restarts() -> None:
+        while "restart 3 in" not in out.getvalue():  # noqa: ASYNC110 (polling the sink)
+            await asyncio.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = asyncio.create_task(stop_after_three_restarts())
+    backoff = Backoff(first=0.1, stable_after=10, loop_after=3)
+    status = await supervise(
+        specs, out=out, on_ready=lambda: ready.append(True), stop_timeout=2, backoff=backoff
+    )
+    await stopper
+
+    assert status == 0 and ready == [True]  # the deaths came after start-up
     text = out.getvalue()
-    assert "links exited with code 3\n" in text
+    assert "links exited with code 3; restart 1 in 0.1 s\n" in text
+    assert "links exited with code 3; restart 2 in 0.2 s\n" in text
+    assert "links exited with code 3; restart 3 in 0.4 s; crash loop: 3 deaths in a row\n" in text
     assert text.index("about to crash") < text.index("links exited with code 3")
     assert re.search(r"\x1b\[\d+mlinks \|\x1b\[0m about to crash", text)  # coloured tags
-    assert len(pids(text.replace("\x1b[0m", ""))) == 2
-    assert all(gone(pid) for pid in pids(text.replace("\x1b[0m", "")))
+    assert "restarts: links 3\n" in text
+    plain = text.replace("\x1b[0m", "")
+    assert len(re.findall(r"users \|\x1b\[0m pid", text)) == 1  # the others keep serving
+    assert all(gone(pid) for pid in pids(plain))
+
+
+async def test_a_killed_child_is_back_and_ready_soon(child: Callable[..., list[str]]) -> None:
+    out = io.StringIO()
+    victim = served(child, "links", 0.2)
+    ready = asyncio.Event()
+
+    async def kill_then_wait_for_it() -> None:
+        await ready.wait()  # killed before every child was ready, it would stop the start
+        (first,) = pids(out.getvalue())
+        os.kill(first, signal.SIGKILL)
+        for _ in range(500):
+            if "links is back" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = asyncio.create_task(kill_then_wait_for_it())
+    status = await supervise([victim], out=out, on_ready=ready.set, stop_timeout=2)
+    await killer
+    text = out.getvalue()
+    assert status == 0
+    assert "links was killed by SIGKILL; restart 1 in 0.5 s\n" in text
+    back = re.search(r"links is back, ([\d.]+) s after it died\n", text)
+    assert back is not None and 0.5 <= float(back.group(1)) < 5
+    assert len(pids(text)) == 2 and all(gone(pid) for pid in pids(text))
 
 
 async def test_a_child_that_cannot_start_fails_and_stops_the_rest(

@@ -18,7 +18,7 @@ from delinkcious.cli.serving import listen, run, serve
 from delinkcious.cli.smoke import smoke
 from delinkcious.platform.config import Settings
 from delinkcious.platform.startup import DependencyUnavailable
-from delinkcious.registry import SERVICES, ConfigurationError
+from delinkcious.registry import NAMES, SERVICES, ConfigurationError
 
 DATABASE_SERVICES = tuple(service.name for service in SERVICES if service.database)
 
@@ -83,13 +83,38 @@ def main() -> None:
     is_flag=True,
     help="Run each service as its own process, on PostgreSQL, Redis and NATS.",
 )
-def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
+@click.option(
+    "--replicas",
+    "replica_counts",
+    multiple=True,
+    metavar="SERVICE=N",
+    callback=lambda _ctx, _param, values: _pairs(values, "N", int),
+    help="With --processes: run N replicas of SERVICE behind the traffic shaper.",
+)
+@click.option(
+    "--canary",
+    "canaries",
+    multiple=True,
+    metavar="SERVICE=VERSION",
+    callback=lambda _ctx, _param, values: _pairs(values, "VERSION", str),
+    help="With --processes: a canary replica of SERVICE announcing VERSION (weight 0).",
+)
+def up(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    processes: bool,
+    replica_counts: dict[str, int],
+    canaries: dict[str, str],
+) -> None:
     """Run all of Delinkcious: in this one process (default), or one process per service."""
     settings = load_settings(data_dir=data_dir)
+    if (replica_counts or canaries) and not processes:
+        raise click.UsageError("--replicas and --canary need --processes")
     if processes:
         from delinkcious.cli.processes import run_processes
 
-        sys.exit(run_processes(settings, host, port))
+        sys.exit(run_processes(settings, host, port, replica_counts, canaries))
     from delinkcious.embedded import embedded_app
 
     observe("delinkcious", settings, "embedded")
@@ -102,6 +127,27 @@ def up(host: str, port: int, data_dir: Path | None, processes: bool) -> None:
 
     _run_or_explain(serve(embedded_app(settings), listen(host, port), ready))
     click.echo("Delinkcious stopped.", err=True)
+
+
+def _pairs(values: tuple[str, ...], what: str, kind: type[Any]) -> dict[str, Any]:
+    """``("links=3", ...)`` → ``{"links": 3}``: services the gateway calls only."""
+    pairs: dict[str, Any] = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        if not sep or name not in NAMES or name == "gateway":
+            choices = ", ".join(n for n in NAMES if n != "gateway")
+            raise click.BadParameter(
+                f"{value!r}: expected SERVICE={what}, SERVICE one of {choices}"
+            )
+        try:
+            pairs[name] = kind(raw)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {what} must be a {kind.__name__}") from None
+        if kind is int and not 1 <= pairs[name] <= 9:
+            raise click.BadParameter(f"{value!r}: from 1 to 9 replicas")
+        if kind is str and not raw.strip():
+            raise click.BadParameter(f"{value!r}: an empty version")
+    return pairs
 
 
 @main.command(name="serve")

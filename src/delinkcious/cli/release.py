@@ -17,7 +17,8 @@ from typing import Any
 import click
 import yaml
 
-from delinkcious.registry import SERVICES, Service, callers, service
+from delinkcious.gateway.admin import ADMIN
+from delinkcious.registry import NAMES, SERVICES, Service, callers, service
 
 DEFAULT_DEPLOY_DIR = Path("deploy/k8s")
 BACKENDS = "backends"  # the in-cluster PostgreSQL's superuser: not a service's Secret
@@ -38,6 +39,8 @@ def secret_values(tokens: dict[str, str], key: str) -> dict[str, dict[str, str]]
     values: dict[str, dict[str, str]] = {}
     for current in SERVICES:
         accepted = [current.name, *callers(current.name)]
+        if current.protocol is None:  # the gateway: its admin endpoint's token too
+            accepted.append(ADMIN)
         env = {
             "DELINKCIOUS_INTERNAL_TOKENS": ",".join(f"{n}={tokens[n]}" for n in accepted),
         }
@@ -101,7 +104,7 @@ def make_secrets(environment: str, deploy_dir: Path, force: bool) -> None:
     """Write ENVIRONMENT's Secrets into git-ignored env files, with fresh random values."""
     directory = _overlay(deploy_dir, environment) / "secrets"
     wanted = _env_files(directory / "kustomization.yaml")
-    tokens = {current.name: _random() for current in SERVICES}
+    tokens = {name: _random() for name in (*NAMES, ADMIN)}
     values = secret_values(tokens, _random())
     unknown = [name for name in wanted if name.removesuffix(".env") not in values]
     if unknown:

@@ -51,6 +51,7 @@ from delinkcious.model.links import (
 from delinkcious.model.news import GetNewsRequest, NewsManager
 from delinkcious.model.social import SocialGraphManager
 from delinkcious.model.users import UserManager
+from delinkcious.platform.build import Build
 from delinkcious.platform.health import Readiness
 from delinkcious.platform.tracing import FASTAPI_TELEMETRY
 
@@ -107,6 +108,7 @@ def create_app(
     social: SocialGraphManager,
     news: NewsManager,
     *,
+    build: Build,
     readiness: Readiness | None = None,
     max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
@@ -125,9 +127,9 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> JsonResponse:
-        return JsonResponse({"name": "delinkcious", "version": __version__, "docs": "/docs"})
+        return JsonResponse({"name": "delinkcious", "version": build.version, "docs": "/docs"})
 
-    install_health(app, readiness or Readiness())
+    install_health(app, readiness or Readiness(), build)
 
     @app.post("/v1/users", status_code=201, response_model=UserOut, tags=["users"])
     async def register(body: RegisterIn) -> JsonResponse:

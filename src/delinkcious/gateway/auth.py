@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from delinkcious.model.errors import Unauthenticated
 from delinkcious.model.users import UserManager
+from delinkcious.platform.routing.router import ROUTING_KEY
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "AccessToken": {"type": "apiKey", "in": "header", "name": "Access-Token"},
@@ -41,4 +42,5 @@ async def authenticate(request: Request) -> str:
     users: UserManager = request.app.state.users
     username = await users.resolve_session(access_token(request))
     request.state.user = username  # for the access log
+    ROUTING_KEY.set(username)  # the traffic shaper keeps each user on one version
     return username

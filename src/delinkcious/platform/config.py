@@ -49,13 +49,19 @@ class Settings(BaseSettings):
     users_url: str | None = None
     social_graph_url: str | None = None
     news_url: str | None = None
+    # The traffic shaper's route table (YAML/JSON): stable and canary replicas of the
+    # services this process calls; reloaded when it changes. Unset: the URLs above.
+    routes_file: Path | None = None
     # Who may call a service's internal API: `caller=secret,...`; a process presents the
-    # secret of its own name when it calls another service.
+    # secret of its own name when it calls another service. The gateway also lets the
+    # `admin` entry read its route table.
     internal_tokens: SecretStr | None = None
     # How long a starting service waits for its database, broker or cache to come up.
     startup_timeout_seconds: float = Field(60.0, gt=0)
     # The running release, on every metric series (a canary is compared with its baseline).
     version: str = __version__
+    # The commit it was built from (the image sets it); unset, the git checkout's, if any.
+    revision: str | None = None
     log_level: str = "INFO"
     # json | console; unset: console when stderr is a terminal, else json.
     log_format: str | None = None

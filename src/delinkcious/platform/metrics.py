@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from delinkcious.model.checker import CheckResult, LinkChecker
 from delinkcious.model.errors import DelinkciousError, Unavailable
 from delinkcious.model.events import Event, EventType
+from delinkcious.platform.build import Build
 from delinkcious.platform.bus import Bus, Handler
 from delinkcious.platform.middleware.base import Invocation, wrap
 from delinkcious.platform.request_metrics import RequestMetrics
@@ -97,8 +98,8 @@ LINK_CHECKS = Counter(
 )
 BUILD_INFO = Gauge(
     "delinkcious_build_info",
-    "Always 1; its version label is the running release (join other series on it).",
-    ("version",),
+    "Always 1; its labels say which release of which service runs, built from which commit.",
+    ("service", "version", "revision"),
 )
 
 
@@ -129,13 +130,13 @@ class _Asgi:
         await self._app(scope, receive, send)
 
 
-def install_metrics(app: Any, version: str) -> None:
+def install_metrics(app: Any, build: Build) -> None:
     """Serve ``GET /metrics`` on a Starlette/FastAPI ``app`` and record ``build_info``.
 
     A route rather than ``app.mount``: a mount answers ``/metrics`` with a redirect to
     ``/metrics/``. Not in the OpenAPI schema.
     """
-    BUILD_INFO.labels(version).set(1)
+    BUILD_INFO.labels(build.service, build.version, build.revision).set(1)
     app.router.routes.append(
         Route("/metrics", _Asgi(metrics_app()), methods=["GET"], include_in_schema=False)
     )

@@ -1,10 +1,13 @@
 """Run several child processes as one unit, for ``delinkcious up --processes``.
 
 Each service runs in its own process, as it does in production, and the supervisor makes them
-behave like one program: one output stream with a tag per line, one "ready" moment, and one
-fate. If a child dies, the rest are stopped; Ctrl-C or SIGTERM stops all of them gracefully;
-and if the supervisor itself is killed, the kernel kills the children (Linux), so a crash
-never leaves services holding ports and files.
+behave like one program: one output stream with a tag per line, one "ready" moment, and
+self-healing as a kubelet gives it: a child that dies once all were ready is started again
+after a backoff that doubles while it keeps crashing (a crash loop, said so) and resets once
+it has stayed up; the others keep serving meanwhile. A child that dies before everything was
+ready stops the start (a wrong configuration should not loop). Ctrl-C or SIGTERM stops all of
+them gracefully; and if the supervisor itself is killed, the kernel kills the children
+(Linux), so a crash never leaves services holding ports and files.
 """
 
 from __future__ import annotations
@@ -43,12 +46,29 @@ class ProcessSpec:
     ready_url: str | None = None
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """When to start a dead child again: ``first`` seconds, doubling up to ``most`` while it
+    keeps dying within ``stable_after`` seconds of its start; a crash loop once it has done
+    so ``loop_after`` times in a row."""
+
+    first: float = 0.5
+    most: float = 30.0
+    stable_after: float = 30.0
+    loop_after: int = 3
+
+
 @dataclass
 class _Child:
     spec: ProcessSpec
+    tag: str
     process: asyncio.subprocess.Process
     pump: asyncio.Task[None]
     ready: bool = False
+    started: float = 0.0
+    restarts: int = 0
+    streak: int = 0  # deaths in a row, each soon after its start
+    spawning: asyncio.Future[_Child] | None = None
 
     def signal(self, sig: signal.Signals) -> None:
         """Signal the child's whole process group, so whatever it started goes with it."""
@@ -73,16 +93,19 @@ async def supervise(
     on_ready: Callable[[], None] | None = None,
     start_timeout: float = 60.0,
     stop_timeout: float = 15.0,
+    backoff: Backoff = Backoff(),
 ) -> int:
-    """Run ``specs`` until one exits, SIGINT/SIGTERM arrives, or they are not ready in time.
+    """Run ``specs`` until SIGINT/SIGTERM arrives, healing the children that die.
 
-    ``on_ready`` is called once, when every ``ready_url`` has answered 200. Returns 0 after
-    a stop asked by a signal, 1 when a child exited, could not start or was not ready in
-    time. No child is left running when it returns (or raises).
+    ``on_ready`` is called once, when every ``ready_url`` has answered 200; from then on a
+    child that exits is started again (``backoff``). Returns 0 after a stop asked by a
+    signal, 1 when a child exited, could not start or was not ready before everything was
+    ready. No child is left running when it returns (or raises).
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     children: list[_Child] = []
+    keepers: list[asyncio.Task[None]] = []
 
     def on_signal(sig: signal.Signals) -> None:
         if stopping.is_set():  # a second Ctrl-C: the user does not want to wait
@@ -103,68 +126,123 @@ async def supervise(
             except OSError as exc:
                 _say(out, f"{spec.name} could not start: {exc}")
                 return 1
-        return await _watch(children, stopping, out, on_ready, start_timeout)
+        async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT, trust_env=False) as client:
+            status = await _start(children, stopping, out, on_ready, start_timeout, client)
+            if status is not None:
+                return status
+            keepers.extend(
+                asyncio.create_task(_keep(child, out, backoff, client)) for child in children
+            )
+            await stopping.wait()
+            return 0
     finally:
         try:
+            for keeper in keepers:
+                keeper.cancel()
+            await asyncio.gather(*keepers, return_exceptions=True)
+            for child in children:  # a restart caught mid-spawn: stop what it started
+                if child.spawning is not None:
+                    with contextlib.suppress(Exception):
+                        fresh = await child.spawning
+                        child.process, child.pump = fresh.process, fresh.pump
             await _stop(children, out, stop_timeout)
+            if any(child.restarts for child in children):
+                counts = ", ".join(f"{c.spec.name} {c.restarts}" for c in children if c.restarts)
+                _say(out, f"restarts: {counts}")
         finally:
             for sig, handler in previous.items():
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-async def _watch(
+async def _start(
     children: list[_Child],
     stopping: asyncio.Event,
     out: TextIO,
     on_ready: Callable[[], None] | None,
     start_timeout: float,
-) -> int:
-    """Wait for readiness, then for the first exit or stop request; return the exit status."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + start_timeout
+    client: httpx.AsyncClient,
+) -> int | None:
+    """Wait until every child is ready (None), or for the first exit, stop request or the
+    deadline (the exit status to return)."""
     # Any: waited on, and cancelled, together with futures of other results.
     exits: dict[asyncio.Future[Any], _Child] = {
         asyncio.ensure_future(child.process.wait()): child for child in children
     }
     stop = asyncio.ensure_future(stopping.wait())
-    async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT, trust_env=False) as client:
-        ready = asyncio.gather(*(_until_ready(child, client) for child in children))
+    ready = asyncio.gather(*(_until_ready(child, client) for child in children))
+    try:
+        done, _ = await asyncio.wait(
+            {*exits, stop, ready}, timeout=start_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if stop in done:
+            return 0
+        exited = [child for task, child in exits.items() if task in done]
+        for child in exited:
+            # Its last words (often a traceback) first, then the verdict.
+            await asyncio.wait([child.pump], timeout=_DRAIN_TIMEOUT)
+            _say(out, _exit_reason(child))
+        if exited:
+            return 1
+        if ready in done:
+            ready.result()  # a bad ready_url is a bug: let it raise
+            if on_ready is not None:
+                on_ready()
+            return None
+        late = ", ".join(
+            f"{child.spec.name} ({child.spec.ready_url})" for child in children if not child.ready
+        )
+        _say(out, f"not ready within {start_timeout:g} s: {late}")
+        return 1
+    finally:
+        for task in (*exits, stop, ready):
+            task.cancel()
+        # The probes must end before the client closes; gathering also retrieves their
+        # cancellation, which would otherwise be logged as never retrieved.
+        await asyncio.gather(ready, return_exceptions=True)
+
+
+async def _keep(child: _Child, out: TextIO, backoff: Backoff, client: httpx.AsyncClient) -> None:
+    """Forever: when the child dies, say why, wait out its backoff, start it again."""
+    loop = asyncio.get_running_loop()
+    delay = backoff.first
+    while True:
+        await child.process.wait()
+        died = loop.time()
+        await asyncio.wait([child.pump], timeout=_DRAIN_TIMEOUT)
+        if died - child.started >= backoff.stable_after:
+            child.streak, delay = 0, backoff.first
+        child.streak += 1
+        child.restarts += 1
+        looping = (
+            f"; crash loop: {child.streak} deaths in a row"
+            if child.streak >= backoff.loop_after
+            else ""
+        )
+        _say(out, f"{_exit_reason(child)}; restart {child.restarts} in {delay:g} s{looping}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, backoff.most)
+        # Shielded, and kept on the child until done: if a stop cancels this keeper now,
+        # the supervisor still learns of the process and stops it.
+        child.spawning = asyncio.ensure_future(_spawn(child.spec, child.tag, out))
         try:
-            while True:
-                waiting = {*exits, stop} if ready.done() else {*exits, stop, ready}
-                done, _ = await asyncio.wait(
-                    waiting,
-                    timeout=None if ready.done() else deadline - loop.time(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if stop in done:
-                    return 0
-                exited = [child for task, child in exits.items() if task in done]
-                for child in exited:
-                    # Its last words (often a traceback) first, then the verdict.
-                    await asyncio.wait([child.pump], timeout=_DRAIN_TIMEOUT)
-                    _say(out, _exit_reason(child))
-                if exited:
-                    return 1
-                if ready in done:
-                    ready.result()  # a bad ready_url is a bug: let it raise
-                    if on_ready is not None:
-                        on_ready()
-                    continue
-                late = ", ".join(
-                    f"{child.spec.name} ({child.spec.ready_url})"
-                    for child in children
-                    if not child.ready
-                )
-                _say(out, f"not ready within {start_timeout:g} s: {late}")
-                return 1
+            fresh = await asyncio.shield(child.spawning)
+        except OSError as exc:
+            child.spawning = None
+            _say(out, f"{child.spec.name} could not start: {exc}")
+            continue  # its process is still the dead one: wait() returns at once
+        child.spawning = None
+        child.process, child.pump, child.started = fresh.process, fresh.pump, fresh.started
+        child.ready = False
+        back = asyncio.ensure_future(_until_ready(child, client))
+        gone = asyncio.ensure_future(child.process.wait())
+        try:
+            await asyncio.wait({back, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (*exits, stop, ready):
-                task.cancel()
-            # The probes must end before the client closes; gathering also retrieves their
-            # cancellation, which would otherwise be logged as never retrieved.
-            await asyncio.gather(ready, return_exceptions=True)
+            back.cancel()
+            gone.cancel()
+        if child.ready:
+            _say(out, f"{child.spec.name} is back, {loop.time() - died:.1f} s after it died")
 
 
 async def _spawn(spec: ProcessSpec, tag: str, out: TextIO) -> _Child:
@@ -177,7 +255,8 @@ async def _spawn(spec: ProcessSpec, tag: str, out: TextIO) -> _Child:
         preexec_fn=_child_setup(os.getpid()),
     )
     assert process.stdout is not None  # stdout=PIPE
-    return _Child(spec, process, asyncio.create_task(_pump(process.stdout, tag, out)))
+    pump = asyncio.create_task(_pump(process.stdout, tag, out))
+    return _Child(spec, tag, process, pump, started=asyncio.get_running_loop().time())
 
 
 def _child_setup(parent: int) -> Callable[[], None]:

@@ -18,6 +18,7 @@ from typing import Any
 from delinkcious.platform.metrics import SERVICE_REQUESTS, SUCCESS, outcome_of
 from delinkcious.platform.middleware.base import Around, Invocation
 from delinkcious.platform.request_metrics import RequestSeries
+from delinkcious.platform.served_by import note
 
 
 def metrics_middleware(version: str) -> Around:
@@ -26,6 +27,7 @@ def metrics_middleware(version: str) -> Around:
     clock = time.perf_counter
 
     async def metrics(invocation: Invocation, proceed: Callable[[], Awaitable[Any]]) -> Any:
+        note(invocation.service, version)  # which version served: the public response says
         key = (invocation.service, invocation.method.name)
         found = series.get(key)
         if found is None:

@@ -16,6 +16,9 @@ from opentelemetry import propagate
 from pydantic import ValidationError
 
 from delinkcious.model.errors import DelinkciousError, Unavailable
+from delinkcious.platform import served_by
+from delinkcious.platform.routing.router import ROUTING_KEY, Replica, Router, ServiceRoute, key_of
+from delinkcious.platform.routing.table import RouteTable
 from delinkcious.platform.transport.errors import (
     DOMAIN_ERRORS,
     TRANSPORT_ERRORS,
@@ -72,48 +75,66 @@ class _Remote:
     def __init__(
         self,
         service: str,
-        base_url: str,
+        route: ServiceRoute,
         token: str,
         client: httpx.AsyncClient,
         retries: int,
         backoff: float,
     ) -> None:
         self._service = service
-        self._base_url = base_url.rstrip("/")
+        self._route = route
         self._client = client
         self._retries = retries
         self._backoff = backoff
         self._headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        self._urls = {name: f"{self._base_url}{PREFIX}/{service}/{name}" for name in self._methods}
+        self._paths = {name: f"{PREFIX}/{service}/{name}" for name in self._methods}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(service={self._service!r}, base_url={self._base_url!r})"
+        return f"{type(self).__name__}(service={self._service!r})"
 
     async def _call(self, method: Method, arguments: dict[str, Any]) -> Any:
         content = method.encode_arguments(arguments)
+        key = ROUTING_KEY.get() or key_of(arguments)
+        tried: tuple[Replica, ...] = ()
+        replica = self._route.choose(method.name, key)
         attempt = 0
         while True:
+            if replica is None:
+                raise self._unavailable()
             try:
-                return await self._attempt(method, content)
+                return await self._attempt(method, content, replica)
             except _Retry as failure:
+                if failure.safe:  # it refused the connection: nothing was sent, it is down
+                    replica.eject("refused a connection")
                 if attempt == self._retries or not (failure.safe or method.idempotent):
                     raise failure.error from failure.__cause__
-            delay = self._backoff * 2**attempt
-            await asyncio.sleep(random.uniform(delay / 2, delay))  # jitter: no herd of retries
+            tried = (*tried, replica)
+            replica = self._route.choose(method.name, key, tried)
+            if replica is None:  # every replica tried: wait, then start over
+                delay = self._backoff * 2**attempt
+                await asyncio.sleep(random.uniform(delay / 2, delay))  # jitter: no herd
+                tried = ()
+                replica = self._route.choose(method.name, key)
             attempt += 1
 
-    async def _attempt(self, method: Method, content: bytes) -> Any:
+    async def _attempt(self, method: Method, content: bytes, replica: Replica) -> Any:
         headers = dict(self._headers)
         propagate.inject(headers)  # W3C traceparent: the callee joins this trace
+        replica.outstanding += 1
         try:
             response = await self._client.post(
-                self._urls[method.name], content=content, headers=headers
+                replica.url + self._paths[method.name], content=content, headers=headers
             )
         except _UNSENT as exc:
             raise _Retry(self._unavailable(), safe=True) from exc
         except _LOST as exc:
             raise _Retry(self._unavailable(), safe=False) from exc
+        finally:
+            replica.outstanding -= 1
         if response.status_code == 200:
+            versions = response.headers.get(served_by.HEADER)
+            served_by.merge(versions)
+            self._route.answered(replica, _own_version(self._service, versions))
             try:
                 return method.response.model_validate_json(response.content).result
             except ValidationError as exc:
@@ -165,24 +186,37 @@ def _remote_class(protocol: type) -> type[_Remote]:
     return type(f"Remote{protocol.__name__}", (_Remote,), namespace)
 
 
+def _own_version(service: str, versions: str | None) -> str | None:
+    for entry in (versions or "").split(","):
+        name, _, version = entry.strip().partition("=")
+        if name == service:
+            return version
+    return None
+
+
 def remote(
     protocol: TypeForm[P],
     service: str,
-    base_url: str,
+    target: str | ServiceRoute,
     token: str,
     client: httpx.AsyncClient,
     *,
     retries: int = 3,
     backoff: float = 0.1,
 ) -> P:
-    """An object implementing ``protocol`` whose calls go to ``service`` at ``base_url``.
+    """An object implementing ``protocol`` whose calls go to ``service`` at ``target``: one
+    base URL, or a route of the traffic shaper (stable and canary replicas).
 
     Domain errors come back as their own class, code and message. Connection failures,
-    timeouts and 502/503/504 become ``Unavailable``: retried ``retries`` times with
-    exponential backoff from ``backoff`` seconds when the method is ``@idempotent`` (or the
-    request never left), raised at once otherwise. A refused token is ``InternalAuthError``.
+    timeouts and 502/503/504 become ``Unavailable``: retried ``retries`` times when the
+    method is ``@idempotent`` (or the request never left) — on another replica when there
+    is one, else after an exponential backoff from ``backoff`` seconds — and raised at once
+    otherwise. A replica that refuses a connection is ejected from its route. A refused
+    token is ``InternalAuthError``.
     """
+    if isinstance(target, str):
+        target = Router(RouteTable(), {service: target}).route(service)
     instance = _remote_class(protocol_class(protocol))(
-        service, base_url, token, client, retries, backoff
+        service, target, token, client, retries, backoff
     )
     return cast(P, instance)

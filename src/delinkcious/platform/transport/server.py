@@ -11,6 +11,7 @@ from opentelemetry import context, propagate
 from pydantic import ValidationError
 
 from delinkcious.model.errors import DelinkciousError
+from delinkcious.platform import served_by
 from delinkcious.platform.transport.auth import TokenGuard, bearer
 from delinkcious.platform.transport.errors import error_body, status_for
 from delinkcious.platform.transport.introspection import describe
@@ -36,7 +37,11 @@ def _describe(exc: ValidationError) -> str:
 
 
 def internal_router(
-    service: str, protocol: type, implementation: object, tokens: Mapping[str, str]
+    service: str,
+    protocol: type,
+    implementation: object,
+    tokens: Mapping[str, str],
+    version: str | None = None,
 ) -> APIRouter:
     """One route per Protocol: ``POST {PREFIX}/{service}/{method}`` with the arguments by name.
 
@@ -50,6 +55,7 @@ def internal_router(
     # Bound once: dispatch is one dict lookup. A missing method fails here, at startup.
     handlers = {name: getattr(implementation, name) for name in methods}
     guard = TokenGuard(tokens)
+    own = (service, version) if version is not None else None
     if not tokens:
         log.warning("no internal tokens for %s: every internal call will be refused", service)
     router = APIRouter()
@@ -77,6 +83,8 @@ def internal_router(
             return _error(422, "InvalidArgument", "validation_error", _describe(exc))
         kwargs = {name: getattr(arguments, name) for name in arguments.model_fields_set}
         attached = context.attach(propagate.extract(request.headers))
+        # Which versions served this call, this one's and its callees': for the caller.
+        served, collecting = served_by.collect(own)
         try:
             content = spec.encode_result(await handlers[method](**kwargs))
         except DelinkciousError as exc:
@@ -85,7 +93,10 @@ def internal_router(
             log.exception("%s.%s failed (called by %s)", service, method, caller)
             return _error(500, "InternalError", "internal", "internal error; it has been logged")
         finally:
+            served_by.stop(collecting)
             context.detach(attached)
-        return Response(content, media_type=_JSON)
+        return Response(
+            content, media_type=_JSON, headers={served_by.HEADER: served_by.render(served)}
+        )
 
     return router

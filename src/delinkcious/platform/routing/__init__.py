@@ -1,0 +1,1 @@
+"""Traffic shaping between services: route tables, replicas, stable and canary pools."""
