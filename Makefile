@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/chain_ab.py
 	$(BIN)/python benchmarks/chain_instructions.py
 	$(BIN)/python benchmarks/resources.py
+	$(BIN)/python benchmarks/traffic.py
 
 # Refresh every lock to the newest versions pyproject.toml allows (then review the diff).
 lock: $(VENV)/bin/python

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, cast
@@ -40,6 +41,8 @@ from delinkcious.registry import (
     service,
 )
 from delinkcious.wiring import Assembly
+
+log = logging.getLogger("delinkcious.distributed")
 
 
 def internal_app(
@@ -127,4 +130,6 @@ async def service_app(name: str, settings: Settings) -> AsyncIterator[FastAPI]:
             return
         # Only the services that call this one may: the call graph, enforced.
         accepted = {caller: tokens[caller] for caller in callers(name) if caller in tokens}
+        for missing in sorted(set(callers(name)) - set(accepted)):
+            log.warning("no internal token for %s: its calls to %s will be refused", missing, name)
         yield internal_app(current, built, accepted, assembly.health, assembly.build)

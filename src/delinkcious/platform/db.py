@@ -86,8 +86,8 @@ async def ensure_database(url: str) -> None:
         )
         try:
             await admin.execute(f'CREATE DATABASE "{parsed.database}"')
-        except asyncpg.DuplicateDatabaseError:  # another replica created it meanwhile
-            pass
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another replica created it meanwhile (PostgreSQL says one or the other)
         finally:
             await admin.close()
     else:

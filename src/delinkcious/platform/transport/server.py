@@ -56,8 +56,6 @@ def internal_router(
     handlers = {name: getattr(implementation, name) for name in methods}
     guard = TokenGuard(tokens)
     own = (service, version) if version is not None else None
-    if not tokens:
-        log.warning("no internal tokens for %s: every internal call will be refused", service)
     router = APIRouter()
 
     @router.post(f"{PREFIX}/{service}/{{method}}", include_in_schema=False)
