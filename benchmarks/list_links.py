@@ -586,16 +586,17 @@ def measure(args: argparse.Namespace, wrk: str, workdir: Path, env: dict[str, st
         print_budget(server.startup_s, results[10].requests_per_s, mem)
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    """Treat SIGTERM as Ctrl-C (asyncio then cancels cleanly too), so the same clean-up runs."""
-    signal.raise_signal(signal.SIGINT)
+def stop_cleanly_on_signals() -> None:
+    """Ctrl-C, and SIGTERM as Ctrl-C (even if started with them ignored), so the same
+    clean-up (stop the servers, drop the backends) runs."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: signal.raise_signal(signal.SIGINT))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = require_wrk()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_cleanly_on_signals()
     print(
         f"delinkcious list_links benchmark: Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"

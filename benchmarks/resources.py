@@ -34,7 +34,6 @@ import os
 import platform
 import random
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +68,7 @@ from list_links import (
     memory,
     parse_wrk,
     require_wrk,
+    stop_cleanly_on_signals,
 )
 
 SERVICES = NAMES
@@ -826,16 +826,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    """SIGTERM as Ctrl-C, so the same clean-up (stop, drop the backends) runs."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = require_wrk()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_cleanly_on_signals()
     cpus = os.cpu_count() or 1
     args.server_pin, args.wrk_pin = ([], []) if args.spread else (SERVER_PIN, WRK_PIN)
     if args.wrk_pin:  # this script (its sampler, the link target) stays off the services' CPU

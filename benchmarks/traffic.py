@@ -66,6 +66,7 @@ from list_links import (
     require_wrk,
     run_wrk,
     spawn,
+    stop_cleanly_on_signals,
     wait_checked,
     write_lua,
 )
@@ -1202,16 +1203,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    """SIGTERM as Ctrl-C, so the same clean-up (stop, drop the backends) runs."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = require_wrk()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_cleanly_on_signals()
     cpus = os.cpu_count() or 1
     if WRK_PIN:  # this script's clients stay off the services' CPU
         os.sched_setaffinity(0, range(1, cpus))
