@@ -50,7 +50,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from delinkcious.cli.processes import replicas
+from delinkcious.cli.processes import initial
 from delinkcious.platform.routing.router import bucket
 from delinkcious.registry import NAMES
 from list_links import (
@@ -152,7 +152,7 @@ class Shaped:
 def shaped_system(workdir: Path, env: dict[str, str]) -> Iterator[Shaped]:
     """``up --processes --replicas links=2 --canary links=CANARY`` (pinned); always stopped."""
     counts, canaries = {"links": 2}, {"links": CANARY}
-    port = free_ports(len(replicas(0, counts, canaries)))
+    port = free_ports(len(initial(0, counts, canaries)[0]))
     data_dir = workdir / "data"
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "up.log"
@@ -166,7 +166,7 @@ def shaped_system(workdir: Path, env: dict[str, str]) -> Iterator[Shaped]:
     try:
         wait_ready(run)
         print(f"up --processes ready in {time.monotonic() - started:.1f} s on {run.url}")
-        names = {r.name: r.port for r in replicas(port, counts, canaries)}
+        names = {p.name: p.port for p in initial(port, counts, canaries)[0]}
         yield Shaped(run, data_dir, names)
     finally:
         stop(run)

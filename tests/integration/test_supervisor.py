@@ -334,3 +334,35 @@ def test_no_child_outlives_a_supervisor_process(
     while not all(gone(pid) for pid in children):
         assert time.monotonic() < deadline, "children outlived their supervisor"
         time.sleep(0.02)
+
+
+async def test_the_children_follow_what_is_desired(child: Callable[..., list[str]]) -> None:
+    """A new name is started, a missing one stopped for good (not restarted), a changed one
+    replaced: what `up --processes` does when `processes.yaml` changes."""
+    out = io.StringIO()
+    first = served(child, "links", 0)
+    second = served(child, "links-v2", 0)
+    wanted: list[list[ProcessSpec]] = [[first, second], [second], [second]]
+
+    def desired() -> list[ProcessSpec] | None:
+        return wanted.pop(0) if wanted else None
+
+    async def stop_when_done() -> None:
+        for _ in range(500):
+            if "stopping links: no longer wanted" in out.getvalue() and not wanted:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # no restart of the stopped one comes
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = asyncio.create_task(stop_when_done())
+    status = await supervise(
+        [first], out=out, stop_timeout=2, desired=desired, reconcile_every=0.05
+    )
+    await stopper
+    text = out.getvalue()
+    assert status == 0
+    assert "started links-v2\n" in text
+    assert "stopping links: no longer wanted\n" in text
+    assert "restart" not in text  # stopped on purpose: never healed back
+    assert all(gone(pid) for pid in pids(text))

@@ -99,6 +99,16 @@ def main() -> None:
     callback=lambda _ctx, _param, values: _pairs(values, "VERSION", str),
     help="With --processes: a canary replica of SERVICE announcing VERSION (weight 0).",
 )
+@click.option(
+    "--prometheus",
+    "prometheus_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    is_flag=False,
+    flag_value=9090,
+    metavar="[PORT]",
+    help="With --processes: a Prometheus scraping every process (default port 9090).",
+)
 def up(
     host: str,
     port: int,
@@ -106,15 +116,16 @@ def up(
     processes: bool,
     replica_counts: dict[str, int],
     canaries: dict[str, str],
+    prometheus_port: int | None,
 ) -> None:
     """Run all of Delinkcious: in this one process (default), or one process per service."""
     settings = load_settings(data_dir=data_dir)
-    if (replica_counts or canaries) and not processes:
-        raise click.UsageError("--replicas and --canary need --processes")
+    if (replica_counts or canaries or prometheus_port) and not processes:
+        raise click.UsageError("--replicas, --canary and --prometheus need --processes")
     if processes:
         from delinkcious.cli.processes import run_processes
 
-        sys.exit(run_processes(settings, host, port, replica_counts, canaries))
+        sys.exit(run_processes(settings, host, port, replica_counts, canaries, prometheus_port))
     from delinkcious.embedded import embedded_app
 
     observe("delinkcious", settings, "embedded")

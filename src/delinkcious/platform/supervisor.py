@@ -69,6 +69,7 @@ class _Child:
     restarts: int = 0
     streak: int = 0  # deaths in a row, each soon after its start
     spawning: asyncio.Future[_Child] | None = None
+    keeper: asyncio.Task[None] | None = None  # restarts it when it dies
 
     def signal(self, sig: signal.Signals) -> None:
         """Signal the child's whole process group, so whatever it started goes with it."""
@@ -94,18 +95,22 @@ async def supervise(
     start_timeout: float = 60.0,
     stop_timeout: float = 15.0,
     backoff: Backoff = Backoff(),
+    desired: Callable[[], Sequence[ProcessSpec] | None] | None = None,
+    reconcile_every: float = 0.5,
 ) -> int:
     """Run ``specs`` until SIGINT/SIGTERM arrives, healing the children that die.
 
     ``on_ready`` is called once, when every ``ready_url`` has answered 200; from then on a
-    child that exits is started again (``backoff``). Returns 0 after a stop asked by a
-    signal, 1 when a child exited, could not start or was not ready before everything was
-    ready. No child is left running when it returns (or raises).
+    child that exits is started again (``backoff``), and, when ``desired`` is given, the
+    children are made to match what it returns every ``reconcile_every`` seconds (None:
+    keep them as they are): a new name is started, a name no longer there is stopped, a
+    changed one replaced. Returns 0 after a stop asked by a signal, 1 when a child
+    exited, could not start or was not ready before everything was ready. No child is
+    left running when it returns (or raises).
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     children: list[_Child] = []
-    keepers: list[asyncio.Task[None]] = []
 
     def on_signal(sig: signal.Signals) -> None:
         if stopping.is_set():  # a second Ctrl-C: the user does not want to wait
@@ -130,13 +135,23 @@ async def supervise(
             status = await _start(children, stopping, out, on_ready, start_timeout, client)
             if status is not None:
                 return status
-            keepers.extend(
-                asyncio.create_task(_keep(child, out, backoff, client)) for child in children
-            )
-            await stopping.wait()
+            for child in children:
+                child.keeper = asyncio.create_task(_keep(child, out, backoff, client))
+            if desired is None:
+                await stopping.wait()
+                return 0
+            width = max((len(child.spec.name) for child in children), default=0)
+            while not stopping.is_set():
+                wanted = desired()
+                if wanted is not None:
+                    width = max([width, *(len(spec.name) for spec in wanted)])
+                    await _reconcile(children, wanted, out, backoff, client, stop_timeout, width)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), reconcile_every)
             return 0
     finally:
         try:
+            keepers = [child.keeper for child in children if child.keeper is not None]
             for keeper in keepers:
                 keeper.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
@@ -243,6 +258,55 @@ async def _keep(child: _Child, out: TextIO, backoff: Backoff, client: httpx.Asyn
             gone.cancel()
         if child.ready:
             _say(out, f"{child.spec.name} is back, {loop.time() - died:.1f} s after it died")
+
+
+async def _reconcile(
+    children: list[_Child],
+    wanted: Sequence[ProcessSpec],
+    out: TextIO,
+    backoff: Backoff,
+    client: httpx.AsyncClient,
+    stop_timeout: float,
+    width: int,
+) -> None:
+    """Stop the children no longer wanted (or wanted otherwise), start the new ones."""
+    by_name = {spec.name: spec for spec in wanted}
+    for child in list(children):
+        if by_name.get(child.spec.name) != child.spec:
+            why = "changed" if child.spec.name in by_name else "no longer wanted"
+            _say(out, f"stopping {child.spec.name}: {why}")
+            await _retire(child, out, stop_timeout)
+            children.remove(child)
+    running = {child.spec.name for child in children}
+    for spec in wanted:
+        if spec.name in running:
+            continue
+        color = _COLORS[len(children) % len(_COLORS)]
+        tag = (
+            f"\x1b[{color}m{spec.name:<{width}} |\x1b[0m "
+            if out.isatty()
+            else f"{spec.name:<{width}} | "
+        )
+        try:
+            child = await _spawn(spec, tag, out)
+        except OSError as exc:
+            _say(out, f"{spec.name} could not start: {exc}")
+            continue
+        _say(out, f"started {spec.name}")
+        children.append(child)
+        child.keeper = asyncio.create_task(_keep(child, out, backoff, client))
+
+
+async def _retire(child: _Child, out: TextIO, grace: float) -> None:
+    """Stop one child for good: no restart, SIGTERM, then SIGKILL after ``grace``."""
+    if child.keeper is not None:
+        child.keeper.cancel()
+        await asyncio.gather(child.keeper, return_exceptions=True)
+    if child.spawning is not None:
+        with contextlib.suppress(Exception):
+            fresh = await child.spawning
+            child.process, child.pump = fresh.process, fresh.pump
+    await _stop([child], out, grace)
 
 
 async def _spawn(spec: ProcessSpec, tag: str, out: TextIO) -> _Child:
