@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from delinkcious import __version__
 from delinkcious.cli.release import release
+from delinkcious.cli.rollout import rollout
 from delinkcious.cli.serving import listen, run, serve
 from delinkcious.cli.smoke import smoke
 from delinkcious.platform.config import Settings
@@ -233,6 +234,7 @@ def migrate(service: str) -> None:
 
 main.add_command(smoke)
 main.add_command(release)
+main.add_command(rollout)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -165,6 +165,9 @@ def run_processes(
     prometheus_port: int | None = None,
 ) -> int:
     env = child_environment(settings, host, gateway_port)
+    rollouts = settings.data_dir.resolve() / "rollouts"
+    if rollouts.exists():  # the history of another run: its processes are gone
+        shutil.rmtree(rollouts)
     data = settings.data_dir.resolve()
     processes, canary_names = initial(gateway_port, counts or {}, canaries or {})
     admin = f'curl -H "Authorization: Bearer $(cat {data / ADMIN_TOKEN_FILE})"'
@@ -180,11 +183,14 @@ def run_processes(
     local.write(
         listing,
         processes,
+        host,
         header="# The processes `delinkcious up --processes` keeps running; it follows edits\n"
         "# (and `delinkcious rollout` makes them). Settings and secrets are not here.\n",
     )
     scrape = None
     if prometheus_port is not None:
+        (data / "prometheus").mkdir(parents=True, exist_ok=True)
+        (data / "prometheus" / "url").write_text(f"http://{host}:{prometheus_port}")
         if shutil.which("prometheus") is None:
             raise click.ClickException(
                 "--prometheus needs the prometheus binary (Debian: apt-get install prometheus)"

@@ -460,7 +460,13 @@ def _output() -> tuple[tuple[str, str], Callable[[str], None]]:
     default=None,
     help="The link to save (default <URL>/healthz?smoke=<hex>; the checker may call it invalid).",
 )
-def smoke(url: str, timeout: float, link_url: str | None) -> None:
+@click.option(
+    "--canary",
+    type=click.Choice(["always", "never"]),
+    default=None,
+    help="Send Delinkcious-Canary with every call: test the canary pools (or keep off them).",
+)
+def smoke(url: str, timeout: float, link_url: str | None, canary: str | None) -> None:
     """Smoke-test a running gateway through its public API.
 
     \b
@@ -478,7 +484,11 @@ def smoke(url: str, timeout: float, link_url: str | None) -> None:
     marks, echo = _output()
     started = time.monotonic()
     with httpx.Client(
-        base_url=url, timeout=REQUEST_TIMEOUT, trust_env=False, follow_redirects=False
+        base_url=url,
+        timeout=REQUEST_TIMEOUT,
+        trust_env=False,
+        follow_redirects=False,
+        headers={"Delinkcious-Canary": canary} if canary else None,
     ) as client:
         run = Smoke(
             Api(client, url),

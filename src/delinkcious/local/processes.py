@@ -52,6 +52,7 @@ class Process(BaseModel):
 class Processes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    host: str = "127.0.0.1"  # where every process listens
     processes: list[Process]
 
 
@@ -60,24 +61,32 @@ class ProcessesError(ValueError):
 
 
 def read(path: Path) -> list[Process]:
+    return read_all(path).processes
+
+
+def read_all(path: Path) -> Processes:
     try:
         data = yaml.safe_load(path.read_text())
-        processes = Processes.model_validate(data).processes
+        listing = Processes.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
         raise ProcessesError(f"cannot read {path}: {exc}") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ProcessesError(f"{path}: {where}: {first['msg']}") from None
+    processes = listing.processes
     names = [process.name for process in processes]
     if len(set(names)) != len(names) or len({p.port for p in processes}) != len(processes):
         raise ProcessesError(f"{path}: names and ports must be unique")
-    return processes
+    return listing
 
 
-def write(path: Path, processes: Sequence[Process], header: str = "") -> None:
+def write(path: Path, processes: Sequence[Process], host: str, header: str = "") -> None:
     """Replace the file at once (write aside, then rename): a reader sees old or new."""
-    data = {"processes": [p.model_dump(exclude_defaults=True) for p in processes]}
+    data = {
+        "host": host,
+        "processes": [p.model_dump(exclude_defaults=True) for p in processes],
+    }
     aside = path.with_name(f".{path.name}.{os.getpid()}")
     aside.write_text(header + yaml.safe_dump(data, sort_keys=False))
     aside.replace(path)
